@@ -1,0 +1,3 @@
+"""issue-summarizer: short, accurate titles for GitHub issues."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,167 @@
+"""Cleaning issue text down to what a title is made from.
+
+Kept: the prose, headings' words, error messages and exception lines, the first and last
+lines of code blocks, link texts. Shortened: code blocks (first two lines and the last one:
+the command and the error usually sit there), URLs (to host and last path segment), stack
+traces (frames dropped, the exception lines kept). Removed: HTML comments (issue templates
+hide their instructions there), template headings and unanswered template fields, "I have
+searched the issues" check boxes, images, HTML tags. Titles only get whitespace normalized.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+CODE_KEEP_HEAD, CODE_KEEP_TAIL, CODE_LINE_CHARS = 2, 1, 160
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+_FRAME = re.compile(
+    r"(?:at [\w$.<>\[\]/@-]+ ?\(.*\)"  # Java / JavaScript: at pkg.Class.method(File.java:12)
+    r"|at (?:async )?[\w$.<>/@:\\-]+:\d+:\d+\)?"  # JavaScript: at /path/file.js:1:2
+    r"|File \".*\", line \d+.*"  # Python frame (its code line follows, indented)
+    r"|\d+: +0x[0-9a-f]+.*|at [/\\\w.-]+\.rs:\d+(?::\d+)?"  # Rust backtrace
+    r"|#\d+ +0x[0-9a-f]+ .*"  # gdb / C++ backtrace
+    r"|\.\.\. \d+ more"  # Java: ... 12 more
+    r"|Traceback \(most recent call last\):)$"
+)
+_FRAME_STARTS = ("at ", "File ", "#", "... ", "Traceback", *"0123456789")
+_IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
+_LINK = re.compile(r"\[([^\]\n]+)\]\((?:[^()\s]|\([^()\s]*\))+\)")
+_URL = re.compile(r"\bhttps?://([^\s/<>()\[\]\"'`]+)([^\s<>()\[\]\"'`]*)")
+_HTML_TAG = re.compile(
+    r"</?(?:details|summary|br|p|div|img|a|sub|sup|b|i|em|strong|code|pre|kbd|span|table|"
+    r"thead|tbody|tr|td|th|ul|ol|li|h[1-6]|hr|blockquote|center|font|picture|source|video)"
+    r"\b[^>]*>",
+    re.I,
+)
+_CHECKBOX_ACK = re.compile(
+    r"\b(?:searched|read|agree|confirm|checked|code of conduct|latest version|duplicate|"
+    r"guidelines|faq|documentation)\b"
+)
+_HINT = re.compile(r" ?\((?:e\.g\.|i\.e\.|for example|if |use command|as opposed)[^)\n]*\)", re.I)
+_HEADING = re.compile(r"#{1,6}\s+(.*?)[\s#]*|\*\*(.+?)\*\*:?|__(.+?)__:?")
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u2028\u2029\u2060\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_PLACEHOLDERS = frozenset({"_no response_", "n/a", "na", "none", "no response", "-", "n/a."})
+
+TEMPLATE_HEADINGS = frozenset(
+    """describe the bug|bug description|description|to reproduce|steps to reproduce|
+    reproduction steps|steps to reproduce the behavior|expected behavior|expected behaviour|
+    expected result|expected results|actual behavior|actual behaviour|actual result|
+    actual results|current behavior|current behaviour|screenshots|screenshot|environment|
+    system information|system info|additional context|additional information|other info|
+    other info logs|context|possible solution|version|versions|os|browser|desktop|smartphone|
+    reproduction|minimal reproduction|what happened|what did you expect to happen|
+    code of conduct|checklist|prerequisites|summary|problem|motivation|proposal|
+    feature request|is your feature request related to a problem please describe|
+    describe the solution youd like|describe alternatives youve considered|
+    relevant log output|logs|log output|standalone code to reproduce the issue|
+    describe the problem|describe the current behavior|describe the expected behavior|
+    issue type|source|tensorflow version|custom code|os platform and distribution|
+    python version|bazel version|gcc compiler version|cuda cudnn version|gpu model and memory|
+    mobile device|current behavior|details|question|your environment|platform|notes|
+    affected versions|related issues|meta|steps|example|code|error|error message""".replace(
+        "\n", ""
+    ).replace("    ", "").split("|")
+)
+
+
+def _heading_key(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]+", "", text.lower().replace("/", " ")).strip()
+
+
+def _shorten_code(lines: list[str]) -> list[str]:
+    lines = [line[:CODE_LINE_CHARS] for line in lines if line]
+    if len(lines) > CODE_KEEP_HEAD + CODE_KEEP_TAIL + 1:
+        lines = [*lines[:CODE_KEEP_HEAD], "…", *lines[-CODE_KEEP_TAIL:]]
+    return lines
+
+
+def _shorten_url(match: re.Match[str]) -> str:
+    host = match.group(1).lower().removeprefix("www.")
+    segments = [s for s in match.group(2).split("?")[0].split("#")[0].split("/") if s]
+    if not segments:
+        return host
+    last = segments[-1]
+    if len(last) > 40:
+        last = last[:40] + "…"
+    return f"{host}/{last}" if len(segments) == 1 else f"{host}/…/{last}"
+
+
+def _is_boilerplate(line: str) -> bool:
+    """Template lines that say nothing about this issue: headings, acks, empty fields."""
+    first = line[0]
+    if first in "#*_":
+        match = _HEADING.fullmatch(line)
+        if match:
+            text = next(group for group in match.groups() if group is not None)
+            return _heading_key(text) in TEMPLATE_HEADINGS
+    if first in "-*" and line[1:2] == " ":
+        if line[2:4] == "[ " or line[2:5] in ("[x]", "[X]"):
+            return bool(_CHECKBOX_ACK.search(line.lower()))
+        if line.endswith(":"):
+            return True
+    return len(line) < 16 and line.lower().strip("> ") in _PLACEHOLDERS
+
+
+def _lines(text: str) -> list[str]:
+    """One pass over the lines: collapse spacing, shorten code and traces, drop boilerplate."""
+    out: list[str] = []
+    fence: str | None = None
+    code: list[str] = []
+    skip_indented = False
+    for raw in text.split("\n"):
+        line = " ".join(raw.split())
+        if fence is not None:
+            if line.startswith(fence) and line.strip("`~") == "":
+                out.extend(_shorten_code(code))
+                fence, code = None, []
+            elif skip_indented and raw.startswith("    "):
+                skip_indented = False  # the code line under a Python frame
+            elif not (line.startswith(_FRAME_STARTS) and _FRAME.fullmatch(line)):
+                code.append(line)
+                skip_indented = False
+            else:
+                skip_indented = line.startswith("File ")
+            continue
+        if line.startswith(("```", "~~~")):
+            fence = line[:3]
+            continue
+        if not line:
+            if out and out[-1]:
+                out.append("")
+            continue
+        if skip_indented and raw.startswith("    "):
+            skip_indented = False
+            continue
+        if line.startswith(_FRAME_STARTS) and _FRAME.fullmatch(line):
+            skip_indented = line.startswith("File ")
+            continue
+        skip_indented = False
+        if _is_boilerplate(line):
+            continue
+        out.append(line.replace("**", ""))
+    out.extend(_shorten_code(code))  # an unclosed fence runs to the end
+    return out
+
+
+def clean_body(text: str) -> str:
+    """Body markdown to the plain text the tokenizer sees (see the module docstring)."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _INVISIBLE.sub("", text)
+    if "<!--" in text:
+        text = _COMMENT.sub("", text)
+    if "](" in text:
+        text = _LINK.sub(r"\1", _IMAGE.sub("", text))
+    if "://" in text:
+        text = _URL.sub(_shorten_url, text)
+    if "<" in text:
+        text = _HTML_TAG.sub("", text)
+    if "(" in text:
+        text = _HINT.sub("", text)
+    return "\n".join(_lines(text)).strip()
+
+
+def clean_title(text: str) -> str:
+    """Titles are kept as written: only invisible characters and spacing are normalized."""
+    return " ".join(unicodedata.normalize("NFC", _INVISIBLE.sub("", text)).split())

@@ -1,0 +1,33 @@
+"""The byte-level BPE tokenizer shared by bodies and titles (one vocabulary, so a model can
+share its input and output embeddings). Byte-level means no text is ever unknown."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+PAD, UNK, START, END = "<pad>", "<unk>", "<s>", "</s>"
+SPECIAL_TOKENS = (PAD, UNK, START, END)  # ids 0..3, in this order
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    """Train on the train split only, so dev and test measure unseen text honestly."""
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=sys.stderr.isatty(),
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def special_ids(tokenizer: Tokenizer) -> dict[str, int]:
+    return {name: tokenizer.token_to_id(token)
+            for name, token in zip(("pad", "unk", "start", "end"), SPECIAL_TOKENS, strict=True)}

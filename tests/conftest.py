@@ -1,0 +1,123 @@
+"""Shared fixtures: the repository root, the shared data folder, and a Cloud Storage emulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO_ROOT))
+
+from summarizer import storage  # noqa: E402
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"../shared/data is absent: {SHARED_DATA} is not a directory")
+    return SHARED_DATA
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait_until_up(host: str, process: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{host}/storage/v1/b?project=test", timeout=1).close()
+            return True
+        except urllib.error.HTTPError:
+            return True  # it answered
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+@dataclass(frozen=True)
+class GcsEmulator:
+    host: str  # e.g. http://127.0.0.1:PORT, the value of STORAGE_EMULATOR_HOST
+
+    def new_bucket(self) -> str:
+        """Create a uniquely named, empty bucket and return its name."""
+        name = f"test-{uuid.uuid4().hex[:16]}"
+        storage._client().create_bucket(name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """A real gcp-storage-emulator, in memory, that storage.py talks to for the session."""
+    script = Path(sys.executable).with_name("gcp-storage-emulator")
+    if not script.exists():
+        pytest.fail(f"{script} is missing: install the test extras (pip install -e '.[test]')")
+    port = _free_port()
+    host = f"http://127.0.0.1:{port}"
+    # Output goes to a file, not a pipe: a full pipe would block the emulator.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [str(script), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, killed whole at the end
+        )
+        try:
+            if not _wait_until_up(host, process, timeout=30):
+                _kill_group(process)
+                log.seek(0)
+                output = log.read().decode(errors="replace")[-2000:]
+                pytest.fail(f"gcp-storage-emulator did not start on {host}:\n{output}")
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("STORAGE_EMULATOR_HOST", host)
+                patch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+                storage._client.cache_clear()
+                try:
+                    yield GcsEmulator(host)
+                finally:
+                    storage._client.cache_clear()
+        finally:
+            _kill_group(process)
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator: GcsEmulator) -> str:
+    """A fresh, empty bucket on the emulator, as "gs://BUCKET"."""
+    return f"gs://{gcs_emulator.new_bucket()}"
