@@ -16,8 +16,9 @@ ISSUE_URL = re.compile(
     r"^https?://(?:api\.)?github\.com/(?:repos/)?([^/\s]+)/([^/\s]+)/(?:issues|pull)/(\d+)"
 )
 
-# Bytes that were not UTF-8 survive decoding with "surrogateescape" as lone surrogates.
-UNDECODABLE = re.compile("[\udc80-\udcff]")
+# Bytes that were not UTF-8 (kept by "surrogateescape") and broken \u escapes in JSON both
+# leave lone surrogates, which cannot be written back as UTF-8.
+UNDECODABLE = re.compile("[\ud800-\udfff]")
 
 
 class RecordError(ValueError):

@@ -4,8 +4,9 @@ Issues of one repository share templates and vocabulary, so splitting by row ove
 quality. Each repository lands in a split by a hash of its name, so the assignment is stable
 when data is added. Rows without a repository are placed by a hash of their content.
 Repositories that hold more than `max_heldout_share` of all rows always go to train: one
-such repository in dev or test would make that split mostly one project. The dev and test
-fractions stay fractions of all rows.
+such repository in dev or test would make that split mostly one project (unless the
+small repositories are too few to fill dev and test). The dev and test fractions stay
+fractions of all rows.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def assign_splits(groups: Sequence[str], config: SplitConfig) -> list[str]:
     limit = config.max_heldout_share * len(groups)
     forced = {g for g, n in sizes.items() if n > limit and g.startswith("repo:")}
     eligible = len(groups) - sum(sizes[g] for g in forced)
+    if eligible < (config.dev_fraction + config.test_fraction) * len(groups):
+        forced, eligible = set(), len(groups)  # too few small repositories: plain hashing
     # Fractions are of all rows: scale them up over the rows that may be held out.
     scale = min(len(groups) / eligible, 0.5 / (config.dev_fraction + config.test_fraction)) \
         if eligible else 0.0

@@ -216,6 +216,19 @@ def upload_file(local: str, url: str) -> None:
         bucket.rename_blob(tmp, name, retry=_retry())
 
 
+def download_file(url: str, local: Path) -> None:
+    """Copy an object's exact bytes (no un-gzipping) to a local file, atomically."""
+    with _errors(url):
+        bucket, name = _split(url)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(f"{local.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            _client().bucket(bucket).blob(name).download_to_filename(str(tmp), retry=_retry())
+            os.replace(tmp, local)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 def delete(path: str) -> None:
     with _errors(path):
         if is_gcs(path):

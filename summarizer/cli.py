@@ -1,0 +1,176 @@
+"""The `issue-summarizer` command: one subcommand per pipeline stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from importlib import resources
+
+from summarizer import __version__
+from summarizer.errors import UserError
+from summarizer.readers import FORMATS
+from summarizer.splitting import SplitConfig
+
+log = logging.getLogger("summarizer")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1)")
+    return value
+
+
+def _add_ingest(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "ingest",
+        help="read GitHub issues from files, gs:// or a live repository into issue records",
+        description=(
+            "Read issues from any mix of sources and write them as JSON-lines issue records "
+            "(url, repo, title, body, labels, created_at). A SOURCE is a file, folder, glob or "
+            "gs://bucket/prefix holding Kaggle/BigQuery CSV dumps, GitHub REST API JSON (an "
+            "object, an array, JSON lines, concatenated pages, backup wrappers) or GH Archive "
+            "hourly files (.json.gz); or github:OWNER/REPO to crawl a live repository through "
+            "the GitHub REST API (token from GITHUB_TOKEN; interrupted crawls resume). Bad "
+            "records are skipped and counted; pull requests are dropped."
+        ),
+        epilog="example: issue-summarizer ingest issues.csv github:octo-org/widgets -o issues.jsonl.gz",
+    )
+    parser.add_argument("sources", nargs="+", metavar="SOURCE")
+    parser.add_argument("-o", "--output", required=True,
+                        help="records file, local or gs:// (.jsonl, or .jsonl.gz to compress)")
+    parser.add_argument("--format", choices=FORMATS, default="auto",
+                        help="file format (default: from the file name)")
+    parser.add_argument("--since", help="with github:, only issues updated since this ISO 8601 time")
+    parser.add_argument("--github-api-url", help="GitHub API base URL (default: GITHUB_API_URL "
+                        "or https://api.github.com; set it for GitHub Enterprise)")
+
+
+def _add_prepare(commands: argparse._SubParsersAction) -> None:
+    defaults = SplitConfig()
+    parser = commands.add_parser(
+        "prepare",
+        help="clean, de-duplicate, split, tokenize and featurize issue records",
+        description=(
+            "Turn issue records into a training dataset: cleaned text, a repository-held-out "
+            "train/dev/test split, a byte-level BPE tokenizer (tokenizer.json) and sharded "
+            "fixed-length int32 arrays (.npy). Writes report.json (drops by reason, split "
+            "sizes, truncation) and dataset.json (settings, sha256 of every file) last."
+        ),
+        epilog="example: issue-summarizer prepare issues.jsonl.gz -o data/dataset",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="records files from ingest (any format ingest reads works too)")
+    parser.add_argument("-o", "--output", required=True, help="dataset folder, local or gs://")
+    parser.add_argument("--vocab-size", type=_positive, default=16000)
+    parser.add_argument("--body-len", type=_positive, default=256, help="body tokens kept")
+    parser.add_argument("--title-len", type=_positive, default=24,
+                        help="title tokens, including start and end")
+    parser.add_argument("--shards", type=_positive, default=4,
+                        help="shards per split (at least the number of training workers)")
+    parser.add_argument("--min-body-words", type=_positive, default=5,
+                        help="drop issues whose cleaned body has fewer words")
+    parser.add_argument("--tokenizer-sample", type=_positive, default=50_000,
+                        help="train issues the tokenizer learns from (an even spread)")
+    parser.add_argument("--dev-fraction", type=_fraction, default=defaults.dev_fraction)
+    parser.add_argument("--test-fraction", type=_fraction, default=defaults.test_fraction)
+    parser.add_argument("--max-heldout-share", type=_fraction, default=defaults.max_heldout_share,
+                        help="repositories with more than this share of rows stay in train")
+    parser.add_argument("--split-seed", default=defaults.seed,
+                        help="changes which repositories are held out")
+    parser.add_argument("--workers", type=_positive, help="cleaning processes (default: CPUs)")
+
+
+def _add_show(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "show", help="summarize a prepared dataset and show a few of its rows",
+        description="Print a dataset's report and decode a few rows of its arrays back to text.")
+    parser.add_argument("dataset", help="dataset folder, local or gs://")
+    parser.add_argument("--split", choices=("train", "dev", "test"), default="train")
+    parser.add_argument("--rows", type=int, default=3, help="rows to decode and print")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="issue-summarizer",
+        description="Write short, accurate titles for GitHub issues: data pipeline commands.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    original = commands.add_parser
+    commands.add_parser = lambda *a, **k: original(*a, parents=[common], **k)  # type: ignore[method-assign]
+    _add_ingest(commands)
+    _add_prepare(commands)
+    _add_show(commands)
+    commands.add_parser(
+        "bigquery-sql", help="print the BigQuery SQL that extracts opened issues from GH Archive",
+        description="Print the SQL; its CSV export is a SOURCE for ingest.")
+    return parser
+
+
+def _run_ingest(args: argparse.Namespace) -> None:
+    from summarizer.ingest import ingest
+
+    report = ingest(args.sources, args.output, fmt=args.format, since=args.since,
+                    api_url=args.github_api_url)
+    print(json.dumps(report, indent=2))
+
+
+def _run_prepare(args: argparse.Namespace) -> None:
+    from summarizer.prepare import PrepareConfig, prepare
+
+    config = PrepareConfig(
+        vocab_size=args.vocab_size, body_len=args.body_len, title_len=args.title_len,
+        shards=args.shards, min_body_words=args.min_body_words,
+        tokenizer_sample=args.tokenizer_sample,
+        split=SplitConfig(dev_fraction=args.dev_fraction, test_fraction=args.test_fraction,
+                          max_heldout_share=args.max_heldout_share, seed=args.split_seed),
+    )
+    report = prepare(args.inputs, args.output, config, workers=args.workers)
+    print(json.dumps(report, indent=2))
+
+
+def _run_show(args: argparse.Namespace) -> None:
+    from summarizer.show import show
+
+    print(show(args.dataset, args.split, args.rows))
+
+
+def _run_bigquery_sql(_: argparse.Namespace) -> None:
+    print(resources.files("summarizer").joinpath("sql/gharchive_opened_issues.sql").read_text())
+
+
+RUNNERS = {"ingest": _run_ingest, "prepare": _run_prepare, "show": _run_show,
+           "bigquery-sql": _run_bigquery_sql}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        RUNNERS[args.command](args)
+    except UserError as error:
+        print(f"issue-summarizer: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("issue-summarizer: interrupted; nothing half-written was left behind "
+              "(rerun the same command to continue a crawl)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
