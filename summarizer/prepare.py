@@ -97,7 +97,7 @@ def _clean_chunk(args: tuple[list[tuple[str, str, bool]], int, int]) -> list[tup
     out = []
     for title, body, bot in chunk:
         title, body = clean_title(title), clean_body(body[:max_raw_chars])[:body_chars]
-        out.append((title, body, len(body.split()), bot, near_key(title, body)))
+        out.append((title, body, len(body.split()), bot, near_key(body)))
     return out
 
 
