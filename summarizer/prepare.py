@@ -13,11 +13,13 @@ import hashlib
 import json
 import logging
 import os
-from collections import Counter
-from collections.abc import Iterator, Sequence
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from summarizer import __version__, storage
 from summarizer.cleaning import clean_body, clean_title
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 MANIFEST, REPORT, TOKENIZER = "dataset.json", "report.json", "tokenizer.json"
 FORMAT_VERSION = 1
 CHUNK = 2000
+T, R = TypeVar("T"), TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -91,21 +94,22 @@ def _read(inputs: Sequence[str], skips: SkipCounter, drops: Counter[str]) -> Ite
             yield issue
 
 
-def _clean_chunk(args: tuple[list[tuple[str, str, bool]], int, int]) -> list[tuple]:
-    """Worker: clean a chunk; return (title, body, word count, near-duplicate key) per issue."""
+def _clean_chunk(args: tuple[list[tuple[str, str, str | None]], int, int]) -> list[tuple]:
+    """Worker: clean a chunk; per issue (title, body, word count, bot?, near-duplicate key)."""
     chunk, max_raw_chars, body_chars = args
     out = []
-    for title, body, bot in chunk:
+    for title, body, author in chunk:
+        bot = is_bot(Issue(url=None, repo=None, title=title, body=body, author=author))
         title, body = clean_title(title), clean_body(body[:max_raw_chars])[:body_chars]
         out.append((title, body, len(body.split()), bot, near_key(body)))
     return out
 
 
-def _chunks(issues: Iterator[Issue], kept_meta: list, config: PrepareConfig) -> Iterator[tuple]:
-    chunk: list[tuple[str, str, bool]] = []
+def _chunks(issues: Iterator[Issue], meta: list, config: PrepareConfig) -> Iterator[tuple]:
+    chunk: list[tuple[str, str, str | None]] = []
     for issue in issues:
-        kept_meta.append((issue.url, issue.repo))
-        chunk.append((issue.title, issue.body, is_bot(issue)))
+        meta.append((issue.url, issue.repo))
+        chunk.append((issue.title, issue.body, issue.author))
         if len(chunk) == CHUNK:
             yield chunk, config.max_raw_chars, config.body_chars
             chunk = []
@@ -113,33 +117,45 @@ def _chunks(issues: Iterator[Issue], kept_meta: list, config: PrepareConfig) -> 
         yield chunk, config.max_raw_chars, config.body_chars
 
 
+def _parallel_map(function: Callable[[T], R], items: Iterator[T], workers: int) -> Iterator[R]:
+    """Results in order, with only a few chunks in flight (Executor.map would read all input
+    into its queue first)."""
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _clean_and_filter(
     issues: Iterator[Issue], config: PrepareConfig, workers: int, drops: Counter[str]
 ) -> tuple[_Kept, list[bytes]]:
     kept, keys, meta = _Kept(), [], []
     seen_near: set[bytes] = set()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        cleaned = (row for chunk in pool.map(_clean_chunk, _chunks(issues, meta, config))
-                   for row in chunk)
-        for index, (title, body, words, bot, key) in enumerate(progress(cleaned, "cleaning")):
-            reason = (
-                "empty_title" if not title
-                else "empty_body" if not body
-                else "short_body" if words < config.min_body_words
-                else "bot" if bot
-                else "near_duplicate" if key in seen_near
-                else None
-            )
-            if reason:
-                drops[reason] += 1
-                continue
-            seen_near.add(key)
-            url, repo = meta[index]
-            kept.urls.append(url)
-            kept.repos.append(repo)
-            kept.titles.append(title)
-            kept.bodies.append(body)
-            keys.append(key)
+    chunks = _parallel_map(_clean_chunk, _chunks(issues, meta, config), workers)
+    cleaned = (row for chunk in chunks for row in chunk)
+    for index, (title, body, words, bot, key) in enumerate(progress(cleaned, "cleaning")):
+        reason = (
+            "empty_title" if not title
+            else "empty_body" if not body
+            else "short_body" if words < config.min_body_words
+            else "bot" if bot
+            else "near_duplicate" if key in seen_near
+            else None
+        )
+        if reason:
+            drops[reason] += 1
+            continue
+        seen_near.add(key)
+        url, repo = meta[index]
+        kept.urls.append(url)
+        kept.repos.append(repo)
+        kept.titles.append(title)
+        kept.bodies.append(body)
+        keys.append(key)
     return kept, keys
 
 
@@ -164,18 +180,26 @@ def _write_text(path: Path, kept: _Kept, rows: list[int]) -> None:
 
 
 def prepare(inputs: Sequence[str], output: str, config: PrepareConfig,
-            workers: int | None = None) -> dict:
-    """Run the whole preparation; returns the report that is also written to `report.json`."""
+            workers: int | None = None, timings: dict[str, float] | None = None) -> dict:
+    """Run the whole preparation; returns the report that is also written to `report.json`.
+
+    Seconds per stage go into `timings` when given (kept out of the report, which must be
+    byte-identical between runs).
+    """
     workers = workers or os.cpu_count() or 1
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
     skips, drops = SkipCounter(), Counter()
     issues = progress(_read(inputs, skips, drops), "reading")
     kept, keys = _clean_and_filter(issues, config, workers, drops)
+    timings["read_and_clean"] = time.perf_counter() - clock
     if not kept.titles:
         raise UserError(
             f"no issues left to train on from {', '.join(inputs)} (read problems: "
             f"{skips.as_dict()}, dropped: {dict(drops)}); check the inputs"
         )
-    groups = [f"repo:{r.lower()}" if r else f"content:{k.hex()}" for r, k in zip(kept.repos, keys)]
+    groups = [f"repo:{repo.lower()}" if repo else f"content:{key.hex()}"
+              for repo, key in zip(kept.repos, keys, strict=True)]
     split_of = assign_splits(groups, config.split)
     # A deterministic shuffle: order rows by their content key within each split.
     rows = {name: sorted((i for i, s in enumerate(split_of) if s == name), key=keys.__getitem__)
@@ -187,8 +211,11 @@ def prepare(inputs: Sequence[str], output: str, config: PrepareConfig,
     sample = rows["train"][::step]
     log.info("training the tokenizer (vocabulary %s) on %s train issues",
              f"{config.vocab_size:,}", f"{len(sample):,}")
+    clock = time.perf_counter()
     tokenizer = train_tokenizer(
         (text for i in sample for text in (kept.titles[i], kept.bodies[i])), config.vocab_size)
+    timings["train_tokenizer"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     report: dict = {
         "inputs": list(inputs),
         "read": sum(drops.values()) + len(kept.titles) + skips.total(),
@@ -234,4 +261,6 @@ def prepare(inputs: Sequence[str], output: str, config: PrepareConfig,
             "fingerprint": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest(),
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    timings["tokenize_and_write"] = time.perf_counter() - clock
+    log.info("seconds: %s", ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return report

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's first command: set everything up, then run the data pipeline end to end on
+# the project's own example issues and show what it produced.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-venv.sh
+out=build/demo
+.venv/bin/issue-summarizer ingest examples/issues -o "$out/issues.jsonl.gz"
+.venv/bin/issue-summarizer prepare "$out/issues.jsonl.gz" -o "$out/dataset" \
+  --vocab-size 2000 --title-len 40 --shards 2 --dev-fraction 0.15 --test-fraction 0.15 -q >/dev/null
+.venv/bin/issue-summarizer show "$out/dataset" --rows 2
+echo
+echo "Records: $out/issues.jsonl.gz   Dataset: $out/dataset (report.json, dataset.json, tokenizer.json, *.npy)"
