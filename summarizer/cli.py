@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -31,9 +32,10 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _add_ingest(commands: argparse._SubParsersAction) -> None:
+def _add_ingest(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "ingest",
+        parents=[common],
         help="read GitHub issues from files, gs:// or a live repository into issue records",
         description=(
             "Read issues from any mix of sources and write them as JSON-lines issue records "
@@ -56,10 +58,11 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:
                         "or https://api.github.com; set it for GitHub Enterprise)")
 
 
-def _add_prepare(commands: argparse._SubParsersAction) -> None:
+def _add_prepare(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     defaults = SplitConfig()
     parser = commands.add_parser(
         "prepare",
+        parents=[common],
         help="clean, de-duplicate, split, tokenize and featurize issue records",
         description=(
             "Turn issue records into a training dataset: cleaned text, a repository-held-out "
@@ -91,9 +94,9 @@ def _add_prepare(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=_positive, help="cleaning processes (default: CPUs)")
 
 
-def _add_show(commands: argparse._SubParsersAction) -> None:
+def _add_show(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
-        "show", help="summarize a prepared dataset and show a few of its rows",
+        "show", parents=[common], help="summarize a prepared dataset and show a few of its rows",
         description="Print a dataset's report and decode a few rows of its arrays back to text.")
     parser.add_argument("dataset", help="dataset folder, local or gs://")
     parser.add_argument("--split", choices=("train", "dev", "test"), default="train")
@@ -109,13 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    original = commands.add_parser
-    commands.add_parser = lambda *a, **k: original(*a, parents=[common], **k)  # type: ignore[method-assign]
-    _add_ingest(commands)
-    _add_prepare(commands)
-    _add_show(commands)
+    _add_ingest(commands, common)
+    _add_prepare(commands, common)
+    _add_show(commands, common)
     commands.add_parser(
-        "bigquery-sql", help="print the BigQuery SQL that extracts opened issues from GH Archive",
+        "bigquery-sql", parents=[common],
+        help="print the BigQuery SQL that extracts opened issues from GH Archive",
         description="Print the SQL; its CSV export is a SOURCE for ingest.")
     return parser
 
@@ -152,12 +154,17 @@ def _run_bigquery_sql(_: argparse.Namespace) -> None:
     print(resources.files("summarizer").joinpath("sql/gharchive_opened_issues.sql").read_text())
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 RUNNERS = {"ingest": _run_ingest, "prepare": _run_prepare, "show": _run_show,
            "bigquery-sql": _run_bigquery_sql}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # a stopped pod ends like Ctrl-C: cleanly
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
     try:
@@ -165,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"issue-summarizer: error: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("issue-summarizer: interrupted; nothing half-written was left behind "
               "(rerun the same command to continue a crawl)", file=sys.stderr)

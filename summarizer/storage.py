@@ -8,10 +8,12 @@ when complete: an interrupted run never leaves a file that looks finished.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import functools
 import glob
 import gzip
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -135,16 +137,21 @@ def exists(path: str) -> bool:
 
 
 def list_files(path: str) -> list[str]:
-    """Expand a file, folder, glob or gs:// prefix into the sorted files it names."""
+    """Expand a file, folder, glob or gs:// prefix or glob into the sorted files it names."""
     with _errors(path):
         if is_gcs(path):
             bucket, name = _split(path)
             client = _client()
-            if name and client.bucket(bucket).blob(name).exists(retry=_retry()):
+            pattern = name if any(ch in name for ch in "*?[") else None
+            if pattern:
+                prefix = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+            elif name and client.bucket(bucket).blob(name).exists(retry=_retry()):
                 return [path]
-            prefix = name.rstrip("/") + "/" if name else ""
+            else:
+                prefix = name.rstrip("/") + "/" if name else ""
             blobs = client.list_blobs(bucket, prefix=prefix, retry=_retry())
-            found = sorted(f"{GCS}{bucket}/{b.name}" for b in blobs if not b.name.endswith("/"))
+            found = sorted(f"{GCS}{bucket}/{b.name}" for b in blobs if not b.name.endswith("/")
+                           and (pattern is None or fnmatch.fnmatchcase(b.name, pattern)))
         elif any(ch in path for ch in "*?["):
             found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
         elif os.path.isdir(path):

@@ -154,6 +154,15 @@ def test_list_files_gcs(gcs_bucket: str) -> None:
 # ---------------------------------------------------------------- atomic writes
 
 
+def test_list_files_gcs_glob(gcs_bucket: str) -> None:
+    for name in ("export-000.csv", "export-001.csv", "export-001.json", "other-000.csv"):
+        storage.write_bytes(f"{gcs_bucket}/{name}", b"x")
+    assert storage.list_files(f"{gcs_bucket}/export-*.csv") == [
+        f"{gcs_bucket}/export-000.csv", f"{gcs_bucket}/export-001.csv"]
+    with pytest.raises(UserError, match="no files found"):
+        storage.list_files(f"{gcs_bucket}/nothing-*.csv")
+
+
 def test_failed_local_write_leaves_nothing(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl.gz"
     with pytest.raises(Boom), storage.open_write(str(path)) as handle:
