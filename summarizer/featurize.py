@@ -6,13 +6,25 @@ without loading it, and shards split cleanly between workers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from summarizer.progress import progress
 from summarizer.tokenization import special_ids
+
+BLOCK = 8192
+
+
+def _ids(tokenizer: Tokenizer, texts: Sequence[str], what: str) -> Iterator[list[int]]:
+    """Token ids of each text, encoded in parallel blocks so progress can be shown."""
+    blocks = range(0, len(texts), BLOCK)
+    for start in progress(blocks, f"tokenizing {what}", total=len(blocks), unit="blocks"):
+        for encoding in tokenizer.encode_batch(list(texts[start:start + BLOCK]),
+                                               add_special_tokens=False):
+            yield encoding.ids
 
 
 def encode_bodies(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
@@ -20,8 +32,7 @@ def encode_bodies(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tu
     pad = special_ids(tokenizer)["pad"]
     out = np.full((len(texts), length), pad, dtype=np.int32)
     truncated = 0
-    for row, encoding in enumerate(tokenizer.encode_batch(list(texts), add_special_tokens=False)):
-        ids = encoding.ids
+    for row, ids in enumerate(_ids(tokenizer, texts, "bodies")):
         if len(ids) > length:
             truncated += 1
             ids = ids[:length]
@@ -36,8 +47,7 @@ def encode_titles(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tu
     out[:, 0] = special["start"]
     room = length - 2
     truncated = 0
-    for row, encoding in enumerate(tokenizer.encode_batch(list(texts), add_special_tokens=False)):
-        ids = encoding.ids
+    for row, ids in enumerate(_ids(tokenizer, texts, "titles")):
         if len(ids) > room:
             truncated += 1
             ids = ids[:room]
