@@ -17,10 +17,11 @@ CODE_KEEP_HEAD, CODE_KEEP_TAIL, CODE_LINE_CHARS = 2, 1, 160
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 _FRAME = re.compile(
-    r"(?:at [\w$.<>\[\]/@-]+ ?\(.*\)"  # Java / JavaScript: at pkg.Class.method(File.java:12)
+    r"(?:at (?:async |new )?[\w$.<>\[\]/@-]+ ?\(.*\)"  # Java / JS: at pkg.Class.method(File.java:12)
     r"|at (?:async )?[\w$.<>/@:\\-]+:\d+:\d+\)?"  # JavaScript: at /path/file.js:1:2
     r"|File \".*\", line \d+.*"  # Python frame (its code line follows, indented)
     r"|\d+: +0x[0-9a-f]+.*|at [/\\\w.-]+\.rs:\d+(?::\d+)?"  # Rust backtrace
+    r"|\d+: [\w$<>{}]+(?:::[\w$<>{}]+)+"  # Rust short backtrace: 3: core::panicking::panic
     r"|#\d+ +0x[0-9a-f]+ .*"  # gdb / C++ backtrace
     r"|\.\.\. \d+ more"  # Java: ... 12 more
     r"|Traceback \(most recent call last\):)$"
@@ -29,17 +30,17 @@ _FRAME_STARTS = ("at ", "File ", "#", "... ", "Traceback", *"0123456789")
 _IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((?:[^()\s]|\([^()\s]*\))+\)")
 _URL = re.compile(r"\bhttps?://([^\s/<>()\[\]\"'`]+)([^\s<>()\[\]\"'`]*)")
-_HTML_TAG = re.compile(
+_HTML_TAG = re.compile(  # lowercase only, so generics like Option<A> or <I: Iterator> survive
     r"</?(?:details|summary|br|p|div|img|a|sub|sup|b|i|em|strong|code|pre|kbd|span|table|"
     r"thead|tbody|tr|td|th|ul|ol|li|h[1-6]|hr|blockquote|center|font|picture|source|video)"
-    r"\b[^>]*>",
-    re.I,
+    r"\b[^>\n]{0,300}>"
 )
 _CHECKBOX_ACK = re.compile(
     r"\b(?:searched|read|agree|confirm|checked|code of conduct|latest version|duplicate|"
     r"guidelines|faq|documentation)\b"
 )
-_HINT = re.compile(r" ?\((?:e\.g\.|i\.e\.|for example|if |use command|as opposed)[^)\n]*\)", re.I)
+_HINT = re.compile(
+    r" ?\((?:e\.g\.|i\.e\.|for example|if |use command|as opposed)[^)\n]{0,200}\)", re.I)
 _HEADING = re.compile(r"#{1,6}\s+(.*?)[\s#]*|\*\*(.+?)\*\*:?|__(.+?)__:?")
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2028\u2029\u2060\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PLACEHOLDERS = frozenset({"_no response_", "n/a", "na", "none", "no response", "-", "n/a."})
@@ -71,7 +72,7 @@ def _heading_key(text: str) -> str:
 
 
 def _shorten_code(lines: list[str]) -> list[str]:
-    lines = [line[:CODE_LINE_CHARS] for line in lines if line]
+    lines = [line[:CODE_LINE_CHARS].rstrip() for line in lines if line]
     if len(lines) > CODE_KEEP_HEAD + CODE_KEEP_TAIL + 1:
         lines = [*lines[:CODE_KEEP_HEAD], "…", *lines[-CODE_KEEP_TAIL:]]
     return lines
@@ -104,43 +105,49 @@ def _is_boilerplate(line: str) -> bool:
     return len(line) < 16 and line.lower().strip("> ") in _PLACEHOLDERS
 
 
+def _opens_fence(raw: str, line: str) -> bool:
+    """A CommonMark fence: ``` or ~~~ indented under 4 spaces; a backtick fence's info string
+    holds no backtick (```x``` on one line is inline code), a tilde fence's no caret (Python
+    3.11 column markers like ~~~~^^~~ are not fences)."""
+    if not line.startswith(("```", "~~~")) or len(raw) - len(raw.lstrip()) > 3:
+        return False
+    rest = line.lstrip(line[0])
+    return "`" not in rest if line[0] == "`" else "^" not in rest
+
+
 def _lines(text: str) -> list[str]:
     """One pass over the lines: collapse spacing, shorten code and traces, drop boilerplate."""
     out: list[str] = []
-    fence: str | None = None
     code: list[str] = []
-    skip_indented = False
+    fence: str | None = None
+    frame_indent = -1  # indentation of the last Python frame: its code line sits deeper
     for raw in text.split("\n"):
         line = " ".join(raw.split())
+        if fence is None and _opens_fence(raw, line):
+            fence = line[0] * 3
+            continue
+        if fence is not None and line.startswith(fence) and not line.strip(fence[0]):
+            out.extend(_shorten_code(code))
+            fence, code = None, []
+            continue
+        indent = len(raw) - len(raw.lstrip())
+        if frame_indent >= 0 and line and indent > frame_indent:
+            continue  # a frame's code line, or its ^^^ markers
+        frame_indent = -1
+        if line.startswith(_FRAME_STARTS) and _FRAME.fullmatch(line):
+            frame_indent = indent if line.startswith("File ") else -1
+            continue
+        if line and not line.strip("^~ "):
+            continue  # Python 3.11+ column markers
         if fence is not None:
-            if line.startswith(fence) and line.strip("`~") == "":
-                out.extend(_shorten_code(code))
-                fence, code = None, []
-            elif skip_indented and raw.startswith("    "):
-                skip_indented = False  # the code line under a Python frame
-            elif not (line.startswith(_FRAME_STARTS) and _FRAME.fullmatch(line)):
-                code.append(line)
-                skip_indented = False
-            else:
-                skip_indented = line.startswith("File ")
-            continue
-        if line.startswith(("```", "~~~")):
-            fence = line[:3]
-            continue
-        if not line:
+            code.append(line)
+        elif not line:
             if out and out[-1]:
                 out.append("")
-            continue
-        if skip_indented and raw.startswith("    "):
-            skip_indented = False
-            continue
-        if line.startswith(_FRAME_STARTS) and _FRAME.fullmatch(line):
-            skip_indented = line.startswith("File ")
-            continue
-        skip_indented = False
-        if _is_boilerplate(line):
-            continue
-        out.append(line.replace("**", ""))
+        elif not _is_boilerplate(line):
+            line = line.replace("**", "").strip()
+            if line:
+                out.append(line)
     out.extend(_shorten_code(code))  # an unclosed fence runs to the end
     return out
 
@@ -156,7 +163,7 @@ def clean_body(text: str) -> str:
     if "://" in text:
         text = _URL.sub(_shorten_url, text)
     if "<" in text:
-        text = _HTML_TAG.sub("", text)
+        text = _HTML_TAG.sub(" ", text)  # a space: `10<br>Chrome` must not become `10Chrome`
     if "(" in text:
         text = _HINT.sub("", text)
     return "\n".join(_lines(text)).strip()

@@ -25,6 +25,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text} leaves no room for the start and end tokens; use 2 or more")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -77,7 +84,7 @@ def _add_prepare(commands: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("-o", "--output", required=True, help="dataset folder, local or gs://")
     parser.add_argument("--vocab-size", type=_positive, default=16000)
     parser.add_argument("--body-len", type=_positive, default=256, help="body tokens kept")
-    parser.add_argument("--title-len", type=_positive, default=24,
+    parser.add_argument("--title-len", type=_at_least_two, default=24,
                         help="title tokens, including start and end")
     parser.add_argument("--shards", type=_positive, default=4,
                         help="shards per split (at least the number of training workers)")

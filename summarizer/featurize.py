@@ -20,6 +20,7 @@ BLOCK = 8192
 
 def _ids(tokenizer: Tokenizer, texts: Sequence[str], what: str) -> Iterator[list[int]]:
     """Token ids of each text, encoded in parallel blocks so progress can be shown."""
+    tokenizer.encode_special_tokens = True  # "<s>" typed in an issue is text, not a start id
     blocks = range(0, len(texts), BLOCK)
     for start in progress(blocks, f"tokenizing {what}", total=len(blocks), unit="blocks"):
         for encoding in tokenizer.encode_batch(list(texts[start:start + BLOCK]),

@@ -51,6 +51,10 @@ class PrepareConfig:
     tokenizer_sample: int = 50_000
     split: SplitConfig = field(default_factory=SplitConfig)
 
+    def __post_init__(self) -> None:
+        if self.title_len < 2:
+            raise UserError(f"title length {self.title_len} leaves no room for <s> and </s>; use 2 or more")
+
     @property
     def body_chars(self) -> int:
         """Cleaned text kept for tokenizing: about 3.6 characters make a token here, so
@@ -100,8 +104,8 @@ def _clean_chunk(args: tuple[list[tuple[str, str, str | None]], int, int]) -> li
     out = []
     for title, body, author in chunk:
         bot = is_bot(Issue(url=None, repo=None, title=title, body=body, author=author))
-        title, body = clean_title(title), clean_body(body[:max_raw_chars])[:body_chars]
-        out.append((title, body, len(body.split()), bot, near_key(body)))
+        title, body = clean_title(title), clean_body(body[:max_raw_chars])
+        out.append((title, body[:body_chars], len(body.split()), bot, near_key(body)))
     return out
 
 

@@ -98,7 +98,7 @@ def make_issue(
     if id is not None and (isinstance(id, bool) or not isinstance(id, int)):
         raise RecordError("wrong_type", f"'id' is {type(id).__name__}, expected an integer")
     html_url, url_repo = canonical_url(_optional_str("url", url))
-    return Issue(
+    issue = Issue(
         url=html_url,
         repo=_optional_str("repo", repo) or url_repo,
         title=title,
@@ -108,3 +108,8 @@ def make_issue(
         id=id,
         author=_optional_str("author", author),
     )
+    texts = (issue.title, issue.body, issue.url, issue.repo, issue.created_at, issue.author,
+             *issue.labels)
+    if any(UNDECODABLE.search(text) for text in texts if text):
+        raise RecordError("non_utf8", "bytes that are not UTF-8, or a broken \\u escape")
+    return issue

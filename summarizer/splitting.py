@@ -41,8 +41,8 @@ def assign_splits(groups: Sequence[str], config: SplitConfig) -> list[str]:
     if eligible < (config.dev_fraction + config.test_fraction) * len(groups):
         forced, eligible = set(), len(groups)  # too few small repositories: plain hashing
     # Fractions are of all rows: scale them up over the rows that may be held out.
-    scale = min(len(groups) / eligible, 0.5 / (config.dev_fraction + config.test_fraction)) \
-        if eligible else 0.0
+    held_out = config.dev_fraction + config.test_fraction
+    scale = min(len(groups) / eligible, 0.5 / held_out) if eligible and held_out else 0.0
     test_cut = config.test_fraction * scale
     dev_cut = test_cut + config.dev_fraction * scale
     result = []

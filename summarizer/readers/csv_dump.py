@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from summarizer.errors import UserError
-from summarizer.records import UNDECODABLE, Issue, RecordError, make_issue
+from summarizer.records import Issue, RecordError, make_issue
 from summarizer.skips import SkipCounter
 
 # Column names each record field is read from, in order of preference.
@@ -71,9 +71,6 @@ def read_csv(handle: BinaryIO, where: str, skips: SkipCounter) -> Iterator[Issue
                       f"{len(row)} fields, the header has {len(header)}")
             continue
         values = {f: (row[i] if i is not None else None) for f, i in index.items()}
-        if any(UNDECODABLE.search(v) for v in values.values() if v):
-            skips.add("non_utf8", f"{where}:{start}", "bytes that are not UTF-8")
-            continue
         try:
             issue_id = values["id"]
             yield make_issue(

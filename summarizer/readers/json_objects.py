@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from summarizer.records import UNDECODABLE, Issue, RecordError, make_issue
+from summarizer.records import Issue, RecordError, make_issue
 from summarizer.skips import SkipCounter
 
 _DECODER = json.JSONDecoder()
@@ -72,13 +72,6 @@ def from_object(obj: Any) -> Issue:
         return make_issue(**{k: obj.get(k) for k in (
             "url", "repo", "title", "body", "labels", "created_at", "id", "author")})
     raise RecordError("unrecognized_object", "neither an issue, an event nor a record")
-
-
-def _has_undecodable(issue: Issue) -> bool:
-    """Bytes that were not UTF-8 survive decoding as lone surrogates (surrogateescape)."""
-    fields = (issue.title, issue.body, issue.url, issue.repo, issue.created_at, issue.author,
-              *issue.labels)
-    return any(UNDECODABLE.search(text) for text in fields if text)
 
 
 def _values_of_document(text: str, where: str, skips: SkipCounter) -> Iterator[tuple[int, Any]]:
@@ -144,8 +137,5 @@ def read_json(handle: BinaryIO, where: str, skips: SkipCounter) -> Iterator[Issu
             issue = from_object(value)
         except RecordError as error:
             skips.add(error.reason, f"{where}:{line}", str(error))
-            continue
-        if _has_undecodable(issue):
-            skips.add("non_utf8", f"{where}:{line}", "bytes that are not UTF-8")
             continue
         yield issue
