@@ -3,7 +3,6 @@ between workers, arrays memory-mapped so a worker streams them without loading t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -47,33 +46,27 @@ def _cache_root() -> Path:
     return Path(cache, "issue-summarizer", "datasets")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def open_dataset(path: str, verify: bool = False) -> Dataset:
     """Open a local or gs:// dataset; a gs:// one is downloaded once into a local cache."""
     manifest_path = storage.join(path, MANIFEST)
     if not storage.exists(manifest_path):
         raise UserError(f"{path}: not a finished dataset (no {MANIFEST}); run "
                         "'issue-summarizer prepare' to make one, or let an interrupted run finish")
-    manifest = json.loads(storage.read_bytes(manifest_path))
+    raw_manifest = storage.read_bytes(manifest_path)
+    manifest = json.loads(raw_manifest)
     if storage.is_gcs(path):
         folder = _cache_root() / manifest["fingerprint"]
         for name, digest in manifest["files"].items():
             local = folder / name
-            if not local.exists() or _sha256(local) != digest:
+            if not local.exists() or storage.sha256_file(local) != digest:
                 storage.download_file(storage.join(path, name), local)
+        (folder / MANIFEST).write_bytes(raw_manifest)  # the cache is a dataset of its own
         verify = True
     else:
         folder = Path(path)
     if verify:
         for name, digest in manifest["files"].items():
-            if not (folder / name).exists() or _sha256(folder / name) != digest:
+            if not (folder / name).exists() or storage.sha256_file(folder / name) != digest:
                 raise UserError(f"{storage.join(path, name)}: missing or changed since prepare "
                                 "wrote it (sha256 differs); prepare the dataset again")
     return Dataset(folder, manifest)

@@ -9,6 +9,7 @@ The same inputs and settings give byte-identical outputs.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -163,17 +164,7 @@ def _clean_and_filter(
     return kept, keys
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_text(path: Path, kept: _Kept, rows: list[int]) -> None:
-    import gzip
-
     with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
                                                   compresslevel=1) as out:
         for i in rows:
@@ -252,7 +243,7 @@ def prepare(inputs: Sequence[str], output: str, config: PrepareConfig,
             }
             log.info("%s: %s issues featurized", name, f"{len(chosen):,}")
         (folder / REPORT).write_text(json.dumps(report, indent=2) + "\n")
-        files = {p.name: _sha256(p) for p in sorted(folder.iterdir())}
+        files = {p.name: storage.sha256_file(p) for p in sorted(folder.iterdir())}
         manifest = {
             "format_version": FORMAT_VERSION,
             "created_by": f"issue-summarizer {__version__}",

@@ -12,6 +12,7 @@ import fnmatch
 import functools
 import glob
 import gzip
+import hashlib
 import os
 import re
 import shutil
@@ -200,6 +201,15 @@ def _local_atomic(target: str, name: str) -> Iterator[BinaryIO]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a local file, read in blocks (datasets hold large arrays)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_bytes(path: str, data: bytes) -> None:
