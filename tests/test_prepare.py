@@ -422,9 +422,9 @@ def test_gcs_round_trip(prepared: tuple[Path, dict], records: str, gcs_bucket: s
         for ours, theirs in zip(stacked(dataset, name), stacked(local, name), strict=True):
             assert ours.dtype == np.int32
             np.testing.assert_array_equal(ours, theirs)
-    # The cache holds the files the manifest lists (the manifest itself is read remotely).
-    local_files = all_files(prepared[0])
-    assert all_files(dataset.folder) == {k: local_files[k] for k in local_manifest["files"]}
+    # The cache is a copy of the dataset, manifest included, so it opens as a dataset too.
+    assert all_files(dataset.folder) == all_files(prepared[0])
+    assert open_dataset(str(dataset.folder)).manifest == local_manifest
 
     # A second open uses the cache; a damaged cached file is downloaded again.
     (dataset.folder / "tokenizer.json").write_text("damaged")
