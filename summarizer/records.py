@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 ISSUE_URL = re.compile(
@@ -41,7 +41,8 @@ class Issue:
     author: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        fields = {name: getattr(self, name) for name in self.__slots__}  # asdict deep-copies: slow
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
 def canonical_url(url: str | None) -> tuple[str | None, str | None]:

@@ -193,7 +193,7 @@ def _local_atomic(target: str, name: str) -> Iterator[BinaryIO]:
     try:
         with open(tmp, "wb") as raw:
             if name.endswith(".gz"):  # no timestamp or name: reruns give identical bytes
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
+                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=1) as zipped:
                     yield zipped  # type: ignore[misc]
             else:
                 yield raw
