@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from tokenizers import Tokenizer
+
 from summarizer import __version__, storage
 from summarizer.cleaning import clean_body, clean_title
 from summarizer.errors import UserError
@@ -174,6 +176,25 @@ def _write_text(path: Path, kept: _Kept, rows: list[int]) -> None:
                       + b"\n")
 
 
+def _write_split(folder: Path, name: str, chosen: list[int], kept: _Kept, tokenizer: Tokenizer,
+                 config: PrepareConfig) -> tuple[dict, dict, dict]:
+    """One split's arrays and text; returns its manifest entry, size and truncation."""
+    bodies, cut_bodies = encode_bodies(tokenizer, [kept.bodies[i] for i in chosen], config.body_len)
+    titles, cut_titles = encode_titles(tokenizer, [kept.titles[i] for i in chosen], config.title_len)
+    shards = write_shards(folder, name, {"body": bodies, "title": titles},
+                          config.shards if chosen else 1)
+    _write_text(folder / f"{name}.jsonl.gz", kept, chosen)
+    log.info("%s: %s issues featurized", name, f"{len(chosen):,}")
+    rows = max(len(chosen), 1)
+    return (
+        {"rows": len(chosen), "shards": shards, "text": f"{name}.jsonl.gz"},
+        {"issues": len(chosen),
+         "repositories": len({kept.repos[i] for i in chosen if kept.repos[i]})},
+        {"body": cut_bodies, "body_rate": round(cut_bodies / rows, 4),
+         "title": cut_titles, "title_rate": round(cut_titles / rows, 4)},
+    )
+
+
 def prepare(inputs: Sequence[str], output: str, config: PrepareConfig,
             workers: int | None = None, timings: dict[str, float] | None = None) -> dict:
     """Run the whole preparation; returns the report that is also written to `report.json`.
@@ -223,25 +244,8 @@ def prepare(inputs: Sequence[str], output: str, config: PrepareConfig,
     with storage.staged_directory(output, last=MANIFEST) as folder:
         tokenizer.save(str(folder / TOKENIZER))
         for name in SPLITS:
-            chosen = rows[name]
-            bodies, cut_bodies = encode_bodies(tokenizer, [kept.bodies[i] for i in chosen],
-                                               config.body_len)
-            titles, cut_titles = encode_titles(tokenizer, [kept.titles[i] for i in chosen],
-                                               config.title_len)
-            shards = write_shards(folder, name, {"body": bodies, "title": titles},
-                                  config.shards if chosen else 1)
-            _write_text(folder / f"{name}.jsonl.gz", kept, chosen)
-            splits_manifest[name] = {"rows": len(chosen), "shards": shards,
-                                     "text": f"{name}.jsonl.gz"}
-            report["splits"][name] = {
-                "issues": len(chosen),
-                "repositories": len({kept.repos[i] for i in chosen if kept.repos[i]}),
-            }
-            report["truncated"][name] = {
-                "body": cut_bodies, "body_rate": round(cut_bodies / max(len(chosen), 1), 4),
-                "title": cut_titles, "title_rate": round(cut_titles / max(len(chosen), 1), 4),
-            }
-            log.info("%s: %s issues featurized", name, f"{len(chosen):,}")
+            splits_manifest[name], report["splits"][name], report["truncated"][name] = \
+                _write_split(folder, name, rows[name], kept, tokenizer, config)
         (folder / REPORT).write_text(json.dumps(report, indent=2) + "\n")
         files = {p.name: storage.sha256_file(p) for p in sorted(folder.iterdir())}
         manifest = {
