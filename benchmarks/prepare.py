@@ -2,6 +2,7 @@
 single-process word-level tokenizer-and-vocabulary pass like the original example's ktext
 step, on the same issues in the same run.
 
+    .venv/bin/pip install -e '.[bench]'     # ftfy and Unidecode, which ktext's cleaner ran
     .venv/bin/python benchmarks/prepare.py [--limit N] [--workers N]
 
 Targets (issue 2): at least 20,000 issues/s for clean + tokenize + write on a 2-core
@@ -22,15 +23,19 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from ftfy import fix_text
+from unidecode import unidecode
 
 from summarizer.prepare import PrepareConfig, prepare
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SOURCES = ("github-issues.jsonl.gz", "kaggle-format-sample.csv")
 
-# The preprocessing ktext ran on every document (textacy.preprocess_text with URLs, emails,
-# phone numbers, numbers, currency and punctuation replaced, accents removed, lowercased),
-# then Keras' text_to_word_sequence, a vocabulary of the 8,000 commonest words, ids, padding.
+# ktext's default cleaner: textacy.preprocess_text(fix_unicode=True, lowercase=True,
+# transliterate=True, no_urls=True, no_emails=True, no_phone_numbers=True, no_numbers=True,
+# no_currency_symbols=True, no_punct=True, no_accents=True), that is ftfy, unidecode and
+# these replacements; then Keras' text_to_word_sequence, a vocabulary of the 8,000
+# commonest words, ids, padding.
 _URL = re.compile(r"(?:https?://|www\.)\S+")
 _EMAIL = re.compile(r"\S+@\S+\.\S+")
 _PHONE = re.compile(r"(?:\+?\d{1,3}[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4}")
@@ -41,6 +46,7 @@ _SPACE = re.compile(r"\s+")
 
 
 def _ktext_words(text: str) -> list[str]:
+    text = unidecode(fix_text(text, normalization="NFC"))
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     text = _URL.sub(" _url_ ", text)
     text = _EMAIL.sub(" _email_ ", text)

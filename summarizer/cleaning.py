@@ -27,9 +27,10 @@ _FRAME = re.compile(
     r"|Traceback \(most recent call last\):)$"
 )
 _FRAME_STARTS = ("at ", "File ", "#", "... ", "Traceback", *"0123456789")
+_FRAME_FIRST = frozenset("aFT#.0123456789")
 _IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((?:[^()\s]|\([^()\s]*\))+\)")
-_URL = re.compile(r"\bhttps?://([^\s/<>()\[\]\"'`]+)([^\s<>()\[\]\"'`]*)")
+_URL = re.compile(r"https?://([^\s/<>()\[\]\"'`]+)([^\s<>()\[\]\"'`]*)")
 _HTML_TAG = re.compile(  # lowercase only, so generics like Option<A> or <I: Iterator> survive
     r"</?(?:details|summary|br|p|div|img|a|sub|sup|b|i|em|strong|code|pre|kbd|span|table|"
     r"thead|tbody|tr|td|th|ul|ol|li|h[1-6]|hr|blockquote|center|font|picture|source|video)"
@@ -40,7 +41,7 @@ _CHECKBOX_ACK = re.compile(
     r"guidelines|faq|documentation)\b"
 )
 _HINT = re.compile(
-    r" ?\((?:e\.g\.|i\.e\.|for example|if |use command|as opposed)[^)\n]{0,200}\)", re.I)
+    r" ?\((?:[eE]\.g\.|[iI]\.e\.|[fF]or example|[iI]f |[uU]se command|[aA]s opposed)[^)\n]{0,200}\)")
 _HEADING = re.compile(r"#{1,6}\s+(.*?)[\s#]*|\*\*(.+?)\*\*:?|__(.+?)__:?")
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2028\u2029\u2060\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PLACEHOLDERS = frozenset({"_no response_", "n/a", "na", "none", "no response", "-", "n/a."})
@@ -115,39 +116,59 @@ def _opens_fence(raw: str, line: str) -> bool:
     return "`" not in rest if line[0] == "`" else "^" not in rest
 
 
+def _prose(line: str) -> str:
+    """A line outside code: template fields lose their hints, bold markers go."""
+    if "(" in line:
+        line = _HINT.sub("", line).strip()
+        if not line:
+            return ""
+    if (line[0] in "#*_-" or len(line) < 16) and _is_boilerplate(line):
+        return ""
+    return line.replace("**", "").strip() if "**" in line else line
+
+
 def _lines(text: str) -> list[str]:
-    """One pass over the lines: collapse spacing, shorten code and traces, drop boilerplate."""
+    """One pass over the lines: collapse spacing, shorten code and traces, drop boilerplate.
+
+    Most lines are plain prose, so every check looks at the first character before doing
+    anything costlier: this loop is the hot path of `prepare`.
+    """
     out: list[str] = []
     code: list[str] = []
     fence: str | None = None
     frame_indent = -1  # indentation of the last Python frame: its code line sits deeper
     for raw in text.split("\n"):
         line = " ".join(raw.split())
-        if fence is None and _opens_fence(raw, line):
-            fence = line[0] * 3
+        if not line:
+            frame_indent = -1
+            if fence is None and out and out[-1]:
+                out.append("")
             continue
-        if fence is not None and line.startswith(fence) and not line.strip(fence[0]):
-            out.extend(_shorten_code(code))
-            fence, code = None, []
+        first = line[0]
+        if first in "`~":
+            if fence is None and _opens_fence(raw, line):
+                fence = line[0] * 3
+                continue
+            if fence is not None and first == fence[0] and not line.strip(first):
+                out.extend(_shorten_code(code))
+                fence, code = None, []
+                continue
+        if frame_indent >= 0:
+            if len(raw) - len(raw.lstrip()) > frame_indent:
+                continue  # a frame's code line, or its ^^^ markers
+            frame_indent = -1
+        if first in _FRAME_FIRST and line.startswith(_FRAME_STARTS) and _FRAME.fullmatch(line):
+            if first == "F":
+                frame_indent = len(raw) - len(raw.lstrip())
             continue
-        indent = len(raw) - len(raw.lstrip())
-        if frame_indent >= 0 and line and indent > frame_indent:
-            continue  # a frame's code line, or its ^^^ markers
-        frame_indent = -1
-        if line.startswith(_FRAME_STARTS) and _FRAME.fullmatch(line):
-            frame_indent = indent if line.startswith("File ") else -1
-            continue
-        if line and not line.strip("^~ "):
+        if first in "^~" and not line.strip("^~ "):
             continue  # Python 3.11+ column markers
         if fence is not None:
             code.append(line)
-        elif not line:
-            if out and out[-1]:
-                out.append("")
-        elif not _is_boilerplate(line):
-            line = line.replace("**", "").strip()
-            if line:
-                out.append(line)
+            continue
+        line = _prose(line)
+        if line:
+            out.append(line)
     out.extend(_shorten_code(code))  # an unclosed fence runs to the end
     return out
 
@@ -164,8 +185,6 @@ def clean_body(text: str) -> str:
         text = _URL.sub(_shorten_url, text)
     if "<" in text:
         text = _HTML_TAG.sub(" ", text)  # a space: `10<br>Chrome` must not become `10Chrome`
-    if "(" in text:
-        text = _HINT.sub("", text)
     return "\n".join(_lines(text)).strip()
 
 

@@ -111,6 +111,6 @@ def make_issue(
     )
     texts = (issue.title, issue.body, issue.url, issue.repo, issue.created_at, issue.author,
              *issue.labels)
-    if any(UNDECODABLE.search(text) for text in texts if text):
+    if any(text and not text.isascii() and UNDECODABLE.search(text) for text in texts):
         raise RecordError("non_utf8", "bytes that are not UTF-8, or a broken \\u escape")
     return issue
