@@ -4,7 +4,6 @@ between workers, arrays memory-mapped so a worker streams them without loading t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +40,6 @@ class Dataset:
                 for s in self.shards(split, worker, workers)]
 
 
-def _cache_root() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache, "issue-summarizer", "datasets")
-
-
 def open_dataset(path: str, verify: bool = False) -> Dataset:
     """Open a local or gs:// dataset; a gs:// one is downloaded once into a local cache."""
     manifest_path = storage.join(path, MANIFEST)
@@ -55,7 +49,7 @@ def open_dataset(path: str, verify: bool = False) -> Dataset:
     raw_manifest = storage.read_bytes(manifest_path)
     manifest = json.loads(raw_manifest)
     if storage.is_gcs(path):
-        folder = _cache_root() / manifest["fingerprint"]
+        folder = storage.cache_dir("datasets", manifest["fingerprint"])
         for name, digest in manifest["files"].items():
             local = folder / name
             if not local.exists() or storage.sha256_file(local) != digest:

@@ -19,12 +19,6 @@ log = logging.getLogger(__name__)
 GITHUB = "github:"
 
 
-def default_state_root() -> Path:
-    """Where interrupted crawls keep what they fetched until the output is written."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache, "issue-summarizer", "crawls")
-
-
 def _crawl_for(source: str, output: str, since: str | None, api_url: str | None,
                state_root: Path) -> RepositoryCrawl:
     # One state folder per (output, repository): rerunning the same command resumes it.
@@ -43,7 +37,7 @@ def ingest(
     state_root: Path | None = None,
 ) -> dict:
     """Read every source, write all records to `output` atomically, and report the counts."""
-    state_root = state_root or default_state_root()
+    state_root = state_root or storage.cache_dir("crawls")  # what interrupted crawls fetched
     skips = SkipCounter()
     crawls = [_crawl_for(s, output, since, api_url, state_root)
               for s in sources if s.startswith(GITHUB)]

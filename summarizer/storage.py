@@ -217,6 +217,12 @@ def write_bytes(path: str, data: bytes) -> None:
         handle.write(data)
 
 
+def cache_dir(*names: str) -> Path:
+    """The user's cache folder for this tool (XDG_CACHE_HOME or ~/.cache)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root, "issue-summarizer", *names)
+
+
 def _staging_dir() -> str:
     path = Path(os.environ.get("TMPDIR", "/tmp"), "issue-summarizer-staging")
     path.mkdir(parents=True, exist_ok=True)
