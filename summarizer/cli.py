@@ -110,10 +110,27 @@ def _add_show(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     parser.add_argument("--rows", type=int, default=3, help="rows to decode and print")
 
 
+def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "evaluate", parents=[common],
+        help="score titles on a dataset split against the references and the baselines",
+        description=(
+            "Compute ROUGE-1/2/L F1 and BLEU, mean title length, a per-source breakdown and "
+            "example rows, for the baselines (first sentence of the body cut to 12 words; "
+            "first 8 words) on the same issues. Writes OUTPUT.json and OUTPUT.md."
+        ),
+        epilog="example: issue-summarizer evaluate data/dataset -o reports/test",
+    )
+    parser.add_argument("dataset", help="dataset folder from prepare, local or gs://")
+    parser.add_argument("--split", choices=("train", "dev", "test"), default="test")
+    parser.add_argument("--examples", type=_positive, default=10, help="rows shown side by side")
+    parser.add_argument("-o", "--output", help="report path without extension (default: print only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="issue-summarizer",
-        description="Write short, accurate titles for GitHub issues: data pipeline commands.",
+        description="Write short, accurate titles for GitHub issues: data pipeline and evaluation commands.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -122,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest(commands, common)
     _add_prepare(commands, common)
     _add_show(commands, common)
+    _add_evaluate(commands, common)
     commands.add_parser(
         "bigquery-sql", parents=[common],
         help="print the BigQuery SQL that extracts opened issues from GH Archive",
@@ -157,6 +175,15 @@ def _run_show(args: argparse.Namespace) -> None:
     print(show(args.dataset, args.split, args.rows))
 
 
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from summarizer.evaluate import evaluate, markdown, write_report
+
+    report = evaluate(args.dataset, args.split, examples=args.examples)
+    if args.output:
+        write_report(report, args.output)
+    print(markdown(report))
+
+
 def _run_bigquery_sql(_: argparse.Namespace) -> None:
     print(resources.files("summarizer").joinpath("sql/gharchive_opened_issues.sql").read_text())
 
@@ -166,7 +193,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 RUNNERS = {"ingest": _run_ingest, "prepare": _run_prepare, "show": _run_show,
-           "bigquery-sql": _run_bigquery_sql}
+           "evaluate": _run_evaluate, "bigquery-sql": _run_bigquery_sql}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

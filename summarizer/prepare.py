@@ -70,12 +70,14 @@ class _Kept:
     """The kept issues as parallel columns (cheaper than a million small objects)."""
 
     urls: list[str | None] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
     repos: list[str | None] = field(default_factory=list)
     titles: list[str] = field(default_factory=list)
     bodies: list[str] = field(default_factory=list)
 
 
-def _read(inputs: Sequence[str], skips: SkipCounter, drops: Counter[str]) -> Iterator[Issue]:
+def _read(inputs: Sequence[str], skips: SkipCounter,
+          drops: Counter[str]) -> Iterator[tuple[str, Issue]]:
     """Records from every input, without exact duplicates (by url, numeric id, content)."""
     seen_urls: set[str] = set()
     seen_ids: set[int] = set()
@@ -98,7 +100,7 @@ def _read(inputs: Sequence[str], skips: SkipCounter, drops: Counter[str]) -> Ite
             if issue.id is not None:
                 seen_ids.add(issue.id)
             seen_content.add(key)
-            yield issue
+            yield path.rsplit("/", 1)[-1], issue
 
 
 def _clean_chunk(args: tuple[list[tuple[str, str, str | None]], int, int]) -> list[tuple]:
@@ -112,10 +114,11 @@ def _clean_chunk(args: tuple[list[tuple[str, str, str | None]], int, int]) -> li
     return out
 
 
-def _chunks(issues: Iterator[Issue], meta: list, config: PrepareConfig) -> Iterator[tuple]:
+def _chunks(issues: Iterator[tuple[str, Issue]], meta: list,
+            config: PrepareConfig) -> Iterator[tuple]:
     chunk: list[tuple[str, str, str | None]] = []
-    for issue in issues:
-        meta.append((issue.url, issue.repo))
+    for source, issue in issues:
+        meta.append((issue.url, issue.repo, source))
         chunk.append((issue.title, issue.body, issue.author))
         if len(chunk) == CHUNK:
             yield chunk, config.max_raw_chars, config.body_chars
@@ -138,7 +141,7 @@ def _parallel_map(function: Callable[[T], R], items: Iterator[T], workers: int) 
 
 
 def _clean_and_filter(
-    issues: Iterator[Issue], config: PrepareConfig, workers: int, drops: Counter[str]
+    issues: Iterator[tuple[str, Issue]], config: PrepareConfig, workers: int, drops: Counter[str]
 ) -> tuple[_Kept, list[bytes]]:
     kept, keys, meta = _Kept(), [], []
     seen_near: set[bytes] = set()
@@ -157,8 +160,9 @@ def _clean_and_filter(
             drops[reason] += 1
             continue
         seen_near.add(key)
-        url, repo = meta[index]
+        url, repo, source = meta[index]
         kept.urls.append(url)
+        kept.sources.append(source)
         kept.repos.append(repo)
         kept.titles.append(title)
         kept.bodies.append(body)
@@ -170,8 +174,8 @@ def _write_text(path: Path, kept: _Kept, rows: list[int]) -> None:
     with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
                                                   compresslevel=1) as out:
         for i in rows:
-            record = {"url": kept.urls[i], "repo": kept.repos[i], "title": kept.titles[i],
-                      "body": kept.bodies[i]}
+            record = {"url": kept.urls[i], "repo": kept.repos[i], "source": kept.sources[i],
+                      "title": kept.titles[i], "body": kept.bodies[i]}
             out.write(json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogatepass")
                       + b"\n")
 

@@ -1,0 +1,111 @@
+"""`evaluate`: score title predictors on a dataset split, baselines always included, so every
+number in a report stands next to what a model must beat on the same issues."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from summarizer import storage
+from summarizer.baselines import BASELINES
+from summarizer.dataset import open_dataset
+from summarizer.errors import UserError
+from summarizer.metrics import score
+from summarizer.progress import progress
+
+log = logging.getLogger(__name__)
+Predictor = Callable[[Sequence[str]], list[str]]  # bodies in, titles out
+
+
+def baseline_predictors() -> dict[str, Predictor]:
+    return {name: (lambda bodies, f=function: [f(b) for b in bodies])
+            for name, function in BASELINES.items()}
+
+
+def _rows(dataset_path: str, split: str) -> tuple[list[dict], str]:
+    dataset = open_dataset(dataset_path)
+    if split not in dataset.manifest["splits"]:
+        raise UserError(f"{dataset_path} has no split {split!r}")
+    path = dataset.folder / dataset.manifest["splits"][split]["text"]
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    if not rows:
+        raise UserError(f"the {split} split of {dataset_path} is empty; prepare with a larger "
+                        "--test-fraction or --dev-fraction")
+    return rows, dataset.manifest["fingerprint"]
+
+
+def evaluate(dataset_path: str, split: str = "test", predictors: dict[str, Predictor] | None = None,
+             examples: int = 10) -> dict:
+    """Scores overall and per source file, and a few rows side by side."""
+    rows, fingerprint = _rows(dataset_path, split)
+    predictors = {**baseline_predictors(), **(predictors or {})}
+    bodies = [row["body"] for row in rows]
+    references = [row["title"] for row in rows]
+    titles = {name: predict(bodies) for name, predict in
+              progress(predictors.items(), "predicting", total=len(predictors), unit="predictors")}
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_source[row.get("source") or "unknown"].append(index)
+    step = max(1, len(rows) // max(examples, 1))
+    return {
+        "dataset": dataset_path,
+        "fingerprint": fingerprint,
+        "split": split,
+        "issues": len(rows),
+        "scores": {name: score(predicted, references) for name, predicted in titles.items()},
+        "by_source": {
+            name: {source: score([predicted[i] for i in chosen], [references[i] for i in chosen])
+                   for source, chosen in sorted(by_source.items())}
+            for name, predicted in titles.items()
+        },
+        "examples": [
+            {"url": rows[i].get("url"), "body": bodies[i][:300], "reference": references[i],
+             **{name: predicted[i] for name, predicted in titles.items()}}
+            for i in range(0, len(rows), step)[:examples]
+        ],
+    }
+
+
+def _cell(text: str | None) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(report: dict) -> str:
+    """The short human-readable report written next to the JSON."""
+    metrics = ("rouge1", "rouge2", "rougeL", "bleu", "mean_words")
+    lines = [
+        f"# Evaluation: {report['split']} split, {report['issues']:,} issues",
+        "",
+        f"Dataset `{report['dataset']}` (fingerprint `{report['fingerprint'][:16]}`).",
+        "",
+        "| predictor | ROUGE-1 | ROUGE-2 | ROUGE-L | BLEU | mean words |",
+        "|---|---|---|---|---|---|",
+        *(f"| {name} | " + " | ".join(str(s[m]) for m in metrics) + " |"
+          for name, s in report["scores"].items()),
+        "",
+        "## ROUGE-L by source",
+        "",
+    ]
+    sources = sorted({source for per in report["by_source"].values() for source in per})
+    lines += ["| predictor | " + " | ".join(sources) + " |",
+              "|---|" + "---|" * len(sources)]
+    for name, per in report["by_source"].items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{per[s]['rougeL']} (n={per[s]['count']})" for s in sources) + " |")
+    names = list(report["scores"])
+    lines += ["", "## Examples", "", "| reference | " + " | ".join(names) + " |",
+              "|---|" + "---|" * len(names)]
+    for example in report["examples"]:
+        lines.append(f"| {_cell(example['reference'])} | "
+                     + " | ".join(_cell(example[n]) for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, output: str) -> None:
+    """`<output>.json` and `<output>.md`, local or gs://."""
+    storage.write_bytes(f"{output}.json", (json.dumps(report, indent=2) + "\n").encode())
+    storage.write_bytes(f"{output}.md", markdown(report).encode())

@@ -1,0 +1,30 @@
+"""Title quality scores: ROUGE-1/2/L F1 (`rouge-score`), corpus BLEU (`sacrebleu`), length."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sacrebleu
+from rouge_score import rouge_scorer
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+_SCORER = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+
+
+def score(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Mean F1 of each ROUGE type and corpus BLEU, as percentages, plus mean title words."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    if not predictions:
+        return {"count": 0}
+    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    for prediction, reference in zip(predictions, references, strict=True):
+        for name, value in _SCORER.score(reference, prediction).items():
+            totals[name] += value.fmeasure
+    n = len(predictions)
+    return {
+        "count": n,
+        **{name: round(100 * total / n, 2) for name, total in totals.items()},
+        "bleu": round(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score, 2),
+        "mean_words": round(sum(len(p.split()) for p in predictions) / n, 2),
+    }

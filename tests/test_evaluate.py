@@ -1,0 +1,121 @@
+"""Evaluation: metrics on known strings, the two baselines, and `evaluate` on a prepared
+dataset of the example issues (report, per-source breakdown, files, CLI)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from summarizer.baselines import first_sentence, first_words
+from summarizer.errors import UserError
+from summarizer.evaluate import evaluate, markdown, write_report
+from summarizer.ingest import ingest
+from summarizer.metrics import score
+from summarizer.prepare import PrepareConfig, prepare
+from summarizer.splitting import SplitConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLI = Path(sys.executable).with_name("issue-summarizer")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("evaluate")
+    records = folder / "issues.jsonl.gz"
+    ingest([str(REPO_ROOT / "examples" / "issues")], str(records), state_root=folder / "state")
+    config = PrepareConfig(vocab_size=400, body_len=64, title_len=32, shards=1,
+                           split=SplitConfig(dev_fraction=0.2, test_fraction=0.3, seed="h"))
+    prepare([str(records)], str(folder / "dataset"), config, workers=1)
+    return folder / "dataset"
+
+
+def test_identical_titles_score_100_and_disjoint_ones_0() -> None:
+    same = score(["Crash when saving a file"], ["Crash when saving a file"])
+    assert same["rouge1"] == same["rouge2"] == same["rougeL"] == same["bleu"] == 100.0
+    apart = score(["totally unrelated words"], ["Crash when saving"])
+    assert apart["rouge1"] == apart["rougeL"] == apart["bleu"] == 0.0
+    assert apart["mean_words"] == 3.0 and apart["count"] == 1
+
+
+def test_partial_overlap_matches_hand_computed_rouge() -> None:
+    # 2 of 3 unigrams shared each way: P = R = F1 = 2/3; one shared bigram of two: 1/2.
+    result = score(["the cache grows"], ["the cache leaks"])
+    assert result["rouge1"] == pytest.approx(66.67, abs=0.01)
+    assert result["rouge2"] == pytest.approx(50.0, abs=0.01)
+    assert result["rougeL"] == pytest.approx(66.67, abs=0.01)
+
+
+def test_score_rejects_mismatched_lists_and_handles_none() -> None:
+    with pytest.raises(ValueError, match="2 predictions for 1 references"):
+        score(["a", "b"], ["a"])
+    assert score([], []) == {"count": 0}
+
+
+def test_baselines_cut_where_they_say() -> None:
+    body = "The export button does nothing. I click it and wait. Nothing happens at all."
+    assert first_sentence(body) == "The export button does nothing."
+    long_sentence = " ".join(f"w{i}" for i in range(30)) + "."
+    assert first_sentence(long_sentence) == " ".join(f"w{i}" for i in range(12))
+    assert first_sentence("\n\nFirst line without a stop\nsecond line") == "First line without a stop"
+    assert first_words(body) == "The export button does nothing. I click it"
+    assert first_sentence("") == first_words("") == ""
+
+
+def test_evaluate_reports_baselines_sources_and_examples(dataset: Path) -> None:
+    report = evaluate(str(dataset), "test", examples=3)
+    assert report["issues"] > 0
+    assert set(report["scores"]) == {"first-sentence", "first-8-words"}
+    for scores in report["scores"].values():
+        assert scores["count"] == report["issues"]
+        assert 0 <= scores["rougeL"] <= 100
+    assert report["scores"]["first-8-words"]["mean_words"] <= 8
+    # The examples were ingested into one file, which is the source of every row.
+    assert set(report["by_source"]["first-sentence"]) == {"issues.jsonl.gz"}
+    assert len(report["examples"]) == 3
+    assert all({"reference", "first-sentence", "first-8-words"} <= set(e) for e in report["examples"])
+
+
+def test_a_perfect_predictor_scores_100(dataset: Path) -> None:
+    import gzip
+
+    with gzip.open(dataset / "test.jsonl.gz", "rt", encoding="utf-8") as handle:
+        truth = {json.loads(line)["body"]: json.loads(line)["title"] for line in handle}
+    report = evaluate(str(dataset), "test", {"oracle": lambda bodies: [truth[b] for b in bodies]})
+    assert report["scores"]["oracle"]["rougeL"] == 100.0
+    assert report["scores"]["oracle"]["rougeL"] > report["scores"]["first-sentence"]["rougeL"]
+
+
+def test_write_report_and_markdown(dataset: Path, tmp_path: Path) -> None:
+    report = evaluate(str(dataset), "test", examples=2)
+    write_report(report, str(tmp_path / "out" / "test"))
+    assert json.loads((tmp_path / "out" / "test.json").read_text()) == report
+    text = (tmp_path / "out" / "test.md").read_text()
+    assert "| predictor | ROUGE-1 | ROUGE-2 | ROUGE-L | BLEU | mean words |" in text
+    assert f"| first-sentence | {report['scores']['first-sentence']['rouge1']} |" in text
+    assert text == markdown(report)
+
+
+def test_empty_split_is_a_clear_error(tmp_path: Path) -> None:
+    records = tmp_path / "issues.jsonl.gz"
+    ingest([str(REPO_ROOT / "examples" / "issues")], str(records), state_root=tmp_path / "state")
+    config = PrepareConfig(vocab_size=300, body_len=32, title_len=16, shards=1,
+                           split=SplitConfig(dev_fraction=0.0, test_fraction=0.0))
+    prepare([str(records)], str(tmp_path / "ds"), config, workers=1)
+    with pytest.raises(UserError, match="test split .* is empty"):
+        evaluate(str(tmp_path / "ds"), "test")
+
+
+def test_evaluate_cli(dataset: Path, tmp_path: Path) -> None:
+    run = subprocess.run([str(CLI), "evaluate", str(dataset), "-o", str(tmp_path / "r"),
+                          "--examples", "2"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "# Evaluation: test split" in run.stdout
+    assert (tmp_path / "r.json").exists() and (tmp_path / "r.md").exists()
+    missing = subprocess.run([str(CLI), "evaluate", str(tmp_path / "nowhere")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "not a finished dataset" in missing.stderr
+    assert "Traceback" not in missing.stderr
