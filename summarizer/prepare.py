@@ -235,6 +235,10 @@ def prepare(inputs: Sequence[str], output: str, config: PrepareConfig,
     tokenizer = train_tokenizer(
         (text for i in sample for text in (kept.titles[i], kept.bodies[i])), config.vocab_size)
     timings["train_tokenizer"] = time.perf_counter() - clock
+    if tokenizer.get_vocab_size() < config.vocab_size:
+        log.warning("the tokenizer learned %s tokens of the %s asked for: the train split has "
+                    "too little text for that vocabulary", f"{tokenizer.get_vocab_size():,}",
+                    f"{config.vocab_size:,}")
     clock = time.perf_counter()
     report: dict = {
         "inputs": list(inputs),
