@@ -12,10 +12,20 @@ from importlib import resources
 
 from summarizer import __version__
 from summarizer.errors import UserError
+from summarizer.prepare import PrepareConfig
 from summarizer.readers import FORMATS
 from summarizer.splitting import SplitConfig
 
 log = logging.getLogger("summarizer")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _positive(text: str) -> int:
@@ -42,7 +52,7 @@ def _fraction(text: str) -> float:
 def _add_ingest(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "ingest",
-        parents=[common],
+        parents=[common], formatter_class=_Help,
         help="read GitHub issues from files, gs:// or a live repository into issue records",
         description=(
             "Read issues from any mix of sources and write them as JSON-lines issue records "
@@ -66,10 +76,10 @@ def _add_ingest(commands: argparse._SubParsersAction, common: argparse.ArgumentP
 
 
 def _add_prepare(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    defaults = SplitConfig()
+    defaults, split = PrepareConfig(), SplitConfig()
     parser = commands.add_parser(
         "prepare",
-        parents=[common],
+        parents=[common], formatter_class=_Help,
         help="clean, de-duplicate, split, tokenize and featurize issue records",
         description=(
             "Turn issue records into a training dataset: cleaned text, a repository-held-out "
@@ -82,28 +92,32 @@ def _add_prepare(commands: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="records files from ingest (any format ingest reads works too)")
     parser.add_argument("-o", "--output", required=True, help="dataset folder, local or gs://")
-    parser.add_argument("--vocab-size", type=_positive, default=16000)
-    parser.add_argument("--body-len", type=_positive, default=256, help="body tokens kept")
-    parser.add_argument("--title-len", type=_at_least_two, default=24,
+    parser.add_argument("--vocab-size", type=_positive, default=defaults.vocab_size,
+                        help="BPE vocabulary size, special tokens included")
+    parser.add_argument("--body-len", type=_positive, default=defaults.body_len, help="body tokens kept")
+    parser.add_argument("--title-len", type=_at_least_two, default=defaults.title_len,
                         help="title tokens, including start and end")
-    parser.add_argument("--shards", type=_positive, default=4,
+    parser.add_argument("--shards", type=_positive, default=defaults.shards,
                         help="shards per split (at least the number of training workers)")
-    parser.add_argument("--min-body-words", type=_positive, default=5,
+    parser.add_argument("--min-body-words", type=_positive, default=defaults.min_body_words,
                         help="drop issues whose cleaned body has fewer words")
-    parser.add_argument("--tokenizer-sample", type=_positive, default=50_000,
+    parser.add_argument("--tokenizer-sample", type=_positive, default=defaults.tokenizer_sample,
                         help="train issues the tokenizer learns from (an even spread)")
-    parser.add_argument("--dev-fraction", type=_fraction, default=defaults.dev_fraction)
-    parser.add_argument("--test-fraction", type=_fraction, default=defaults.test_fraction)
-    parser.add_argument("--max-heldout-share", type=_fraction, default=defaults.max_heldout_share,
+    parser.add_argument("--dev-fraction", type=_fraction, default=split.dev_fraction,
+                        help="share of all rows held out for dev")
+    parser.add_argument("--test-fraction", type=_fraction, default=split.test_fraction,
+                        help="share of all rows held out for test")
+    parser.add_argument("--max-heldout-share", type=_fraction, default=split.max_heldout_share,
                         help="repositories with more than this share of rows stay in train")
-    parser.add_argument("--split-seed", default=defaults.seed,
+    parser.add_argument("--split-seed", default=split.seed,
                         help="changes which repositories are held out")
     parser.add_argument("--workers", type=_positive, help="cleaning processes (default: CPUs)")
 
 
 def _add_show(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
-        "show", parents=[common], help="summarize a prepared dataset and show a few of its rows",
+        "show", parents=[common], formatter_class=_Help,
+        help="summarize a prepared dataset and show a few of its rows",
         description="Print a dataset's report and decode a few rows of its arrays back to text.")
     parser.add_argument("dataset", help="dataset folder, local or gs://")
     parser.add_argument("--split", choices=("train", "dev", "test"), default="train")
@@ -112,7 +126,7 @@ def _add_show(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
 
 def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
-        "evaluate", parents=[common],
+        "evaluate", parents=[common], formatter_class=_Help,
         help="score titles on a dataset split against the references and the baselines",
         description=(
             "Compute ROUGE-1/2/L F1 and BLEU, mean title length, a per-source breakdown and "
@@ -156,7 +170,7 @@ def _run_ingest(args: argparse.Namespace) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
-    from summarizer.prepare import PrepareConfig, prepare
+    from summarizer.prepare import prepare
 
     config = PrepareConfig(
         vocab_size=args.vocab_size, body_len=args.body_len, title_len=args.title_len,
