@@ -6,7 +6,9 @@ without loading it, and shards split cleanly between workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,47 +16,103 @@ from tokenizers import Tokenizer
 
 from summarizer.progress import progress
 from summarizer.tokenization import special_ids
+from summarizer.word_cache import WordCache
 
 BLOCK = 8192
+_CACHE: WordCache | None = None  # the word cache of this worker process
 
 
-def _ids(tokenizer: Tokenizer, texts: Sequence[str], what: str) -> Iterator[list[int]]:
-    """Token ids of each text, encoded in parallel blocks so progress can be shown."""
-    tokenizer.encode_special_tokens = True  # "<s>" typed in an issue is text, not a start id
-    blocks = range(0, len(texts), BLOCK)
-    for start in progress(blocks, f"tokenizing {what}", total=len(blocks), unit="blocks"):
-        for encoding in tokenizer.encode_batch(list(texts[start:start + BLOCK]),
-                                               add_special_tokens=False):
-            yield encoding.ids
-
-
-def encode_bodies(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
-    """Body ids, cut to `length` and padded; also how many bodies were cut."""
-    pad = special_ids(tokenizer)["pad"]
-    out = np.full((len(texts), length), pad, dtype=np.int32)
+def _fill(ids_list: list[list[int]], length: int, special: dict[str, int] | None,
+          pad: int) -> tuple[np.ndarray, int]:
+    """Rows of `length` ids, padded; titles (`special` given) wrapped in <s> ... </s>."""
+    out = np.full((len(ids_list), length), pad, dtype=np.int32)
+    room, first = (length - 2, 1) if special else (length, 0)
     truncated = 0
-    for row, ids in enumerate(_ids(tokenizer, texts, "bodies")):
-        if len(ids) > length:
-            truncated += 1
-            ids = ids[:length]
-        out[row, : len(ids)] = ids
-    return out, truncated
-
-
-def encode_titles(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
-    """`<s> title </s>` ids padded to `length`; also how many titles were cut to fit."""
-    special = special_ids(tokenizer)
-    out = np.full((len(texts), length), special["pad"], dtype=np.int32)
-    out[:, 0] = special["start"]
-    room = length - 2
-    truncated = 0
-    for row, ids in enumerate(_ids(tokenizer, texts, "titles")):
+    for row, ids in enumerate(ids_list):
         if len(ids) > room:
             truncated += 1
             ids = ids[:room]
-        out[row, 1 : 1 + len(ids)] = ids
-        out[row, 1 + len(ids)] = special["end"]
+        out[row, first : first + len(ids)] = ids
+        if special:
+            out[row, 0] = special["start"]
+            out[row, 1 + len(ids)] = special["end"]
     return out, truncated
+
+
+def _start_worker(tokenizer_json: str) -> None:
+    global _CACHE
+    _CACHE = WordCache(Tokenizer.from_str(tokenizer_json))
+
+
+def _encode_block(texts: list[str], length: int, special: dict[str, int] | None,
+                  pad: int) -> tuple[np.ndarray, int]:
+    assert _CACHE is not None, "worker started without its tokenizer"
+    return _fill(_CACHE.encode(texts), length, special, pad)
+
+
+class Featurizer:
+    """Texts to fixed-length id arrays, in worker processes that each keep a word cache.
+
+    Workers are spawned, not forked: the tokenizer's thread pool does not survive a fork.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, workers: int = 1) -> None:
+        self.special = special_ids(tokenizer)
+        self.workers = workers
+        self._tokenizer_json = tokenizer.to_str()
+        self._local = WordCache(Tokenizer.from_str(self._tokenizer_json)) if workers <= 1 else None
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Featurizer:
+        if self.workers > 1:
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker, initargs=(self._tokenizer_json,))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool:
+            self._pool.shutdown(cancel_futures=True)
+
+    def _encode(self, texts: Sequence[str], length: int, title: bool,
+                what: str) -> tuple[np.ndarray, int]:
+        special = self.special if title else None
+        blocks = [list(texts[i:i + BLOCK]) for i in range(0, len(texts), BLOCK)]
+        if self._pool:
+            results = [self._pool.submit(_encode_block, b, length, special, self.special["pad"])
+                       for b in blocks]
+            done = (future.result() for future in results)
+        else:
+            assert self._local is not None
+            done = (_fill(self._local.encode(b), length, special, self.special["pad"])
+                    for b in blocks)
+        arrays, truncated = [], 0
+        for array, cut in progress(done, f"tokenizing {what}", total=len(blocks), unit="blocks"):
+            arrays.append(array)
+            truncated += cut
+        if not arrays:
+            return np.full((0, length), self.special["pad"], dtype=np.int32), 0
+        return np.concatenate(arrays), truncated
+
+    def bodies(self, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
+        """Body ids, cut to `length` and padded; also how many bodies were cut."""
+        return self._encode(texts, length, title=False, what="bodies")
+
+    def titles(self, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
+        """`<s> title </s>` ids padded to `length`; also how many titles were cut to fit."""
+        return self._encode(texts, length, title=True, what="titles")
+
+
+def encode_bodies(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
+    """Body ids in this process (see `Featurizer` for many texts)."""
+    with Featurizer(tokenizer) as featurizer:
+        return featurizer.bodies(texts, length)
+
+
+def encode_titles(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
+    """Title ids in this process (see `Featurizer` for many texts)."""
+    with Featurizer(tokenizer) as featurizer:
+        return featurizer.titles(texts, length)
 
 
 def shard_name(split: str, index: int, count: int, column: str) -> str:

@@ -22,12 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from tokenizers import Tokenizer
-
 from summarizer import __version__, storage
 from summarizer.cleaning import clean_body, clean_title
 from summarizer.errors import UserError
-from summarizer.featurize import encode_bodies, encode_titles, write_shards
+from summarizer.featurize import Featurizer, write_shards
 from summarizer.filters import content_key, is_bot, near_key
 from summarizer.progress import progress
 from summarizer.readers import read_file
@@ -180,11 +178,11 @@ def _write_text(path: Path, kept: _Kept, rows: list[int]) -> None:
                       + b"\n")
 
 
-def _write_split(folder: Path, name: str, chosen: list[int], kept: _Kept, tokenizer: Tokenizer,
+def _write_split(folder: Path, name: str, chosen: list[int], kept: _Kept, featurizer: Featurizer,
                  config: PrepareConfig) -> tuple[dict, dict, dict]:
     """One split's arrays and text; returns its manifest entry, size and truncation."""
-    bodies, cut_bodies = encode_bodies(tokenizer, [kept.bodies[i] for i in chosen], config.body_len)
-    titles, cut_titles = encode_titles(tokenizer, [kept.titles[i] for i in chosen], config.title_len)
+    bodies, cut_bodies = featurizer.bodies([kept.bodies[i] for i in chosen], config.body_len)
+    titles, cut_titles = featurizer.titles([kept.titles[i] for i in chosen], config.title_len)
     shards = write_shards(folder, name, {"body": bodies, "title": titles},
                           config.shards if chosen else 1)
     _write_text(folder / f"{name}.jsonl.gz", kept, chosen)
@@ -249,11 +247,12 @@ def prepare(inputs: Sequence[str], output: str, config: PrepareConfig,
         "splits": {}, "truncated": {},
     }
     splits_manifest = {}
-    with storage.staged_directory(output, last=MANIFEST) as folder:
+    with storage.staged_directory(output, last=MANIFEST) as folder, \
+            Featurizer(tokenizer, workers) as featurizer:
         tokenizer.save(str(folder / TOKENIZER))
         for name in SPLITS:
             splits_manifest[name], report["splits"][name], report["truncated"][name] = \
-                _write_split(folder, name, rows[name], kept, tokenizer, config)
+                _write_split(folder, name, rows[name], kept, featurizer, config)
         (folder / REPORT).write_text(json.dumps(report, indent=2) + "\n")
         files = {p.name: storage.sha256_file(p) for p in sorted(folder.iterdir())}
         manifest = {
