@@ -1,0 +1,153 @@
+"""Greedy and beam search over any step function, in numpy.
+
+One decoder serves every engine (a Keras model while training and evaluating, ONNX Runtime
+when serving), so the same inputs give the same titles everywhere. An engine supplies:
+
+- `step(tokens, state) -> (logits, state)`: the next-token logits `[rows, vocab]` for the
+  last token of each row `[rows]`, and the state carried to the next step;
+- `select(state, rows) -> state`: the state of the given rows, in that order (beam search
+  reorders and repeats rows; a GRU state or a key/value cache is indexed along its rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Step = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+Select = Callable[[Any, np.ndarray], Any]
+NEG_INF = -1e9
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    num_beams: int = 1
+    max_length: int = 22  # generated tokens, the end token included
+    min_length: int = 1  # generated tokens before the end token is allowed
+    length_penalty: float = 1.0  # beam scores are log-probability / length ** length_penalty
+    no_repeat_ngram: int = 0  # 0: off; n: no n-gram appears twice in a title
+    num_return: int = 1  # candidates returned per input (at most num_beams)
+
+    def __post_init__(self) -> None:
+        if self.num_beams < 1 or self.max_length < 1 or self.min_length < 0:
+            raise ValueError("num_beams and max_length must be at least 1, min_length at least 0")
+        if not 1 <= self.num_return <= self.num_beams:
+            raise ValueError("num_return must be between 1 and num_beams")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    tokens: list[int]  # generated tokens, without start and end
+    score: float  # log-probability / length ** length_penalty
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _ban(log_probs: np.ndarray, history: list[list[int]], length: int, end_id: int,
+         config: DecodeConfig) -> np.ndarray:
+    """Rule out an early end and repeated n-grams, row by row."""
+    if length < config.min_length:
+        log_probs[:, end_id] = NEG_INF
+    n = config.no_repeat_ngram
+    if n and length >= n - 1:
+        for row, tokens in enumerate(history):
+            prefix = tuple(tokens[len(tokens) - n + 1:]) if n > 1 else ()
+            banned = [tokens[i + n - 1] for i in range(len(tokens) - n + 1)
+                      if tuple(tokens[i:i + n - 1]) == prefix]
+            log_probs[row, banned] = NEG_INF
+    return log_probs
+
+
+def greedy(step: Step, state: Any, batch: int, start_id: int, end_id: int,
+           config: DecodeConfig) -> list[Candidate]:
+    """The most likely next token at every step, for each of `batch` inputs."""
+    history: list[list[int]] = [[] for _ in range(batch)]
+    scores = np.zeros(batch)
+    done = np.zeros(batch, dtype=bool)
+    tokens = np.full(batch, start_id, dtype=np.int64)
+    for length in range(config.max_length):
+        logits, state = step(tokens, state)
+        log_probs = _ban(log_softmax(np.asarray(logits, dtype=np.float64)), history, length,
+                         end_id, config)
+        tokens = log_probs.argmax(axis=-1)
+        for row in np.flatnonzero(~done):
+            scores[row] += log_probs[row, tokens[row]]
+            if tokens[row] == end_id:
+                done[row] = True
+            else:
+                history[row].append(int(tokens[row]))
+        if done.all():
+            break
+    return [Candidate(history[row], float(scores[row] / _length(history[row], done[row], config)))
+            for row in range(batch)]
+
+
+def _length(tokens: list[int], ended: bool, config: DecodeConfig) -> float:
+    return (len(tokens) + int(ended)) ** config.length_penalty
+
+
+def beam_search(step: Step, select: Select, state: Any, batch: int, start_id: int, end_id: int,
+                config: DecodeConfig) -> list[list[Candidate]]:
+    """The `num_return` best titles per input, best first, keeping `num_beams` alive."""
+    beams = config.num_beams
+    state = select(state, np.repeat(np.arange(batch), beams))
+    history: list[list[int]] = [[] for _ in range(batch * beams)]
+    # Only the first beam of each input is live at the start, so beams do not start as copies.
+    scores = np.tile(np.r_[0.0, np.full(beams - 1, NEG_INF)], batch)
+    finished: list[list[Candidate]] = [[] for _ in range(batch)]
+    open_inputs = np.ones(batch, dtype=bool)
+    tokens = np.full(batch * beams, start_id, dtype=np.int64)
+    for length in range(config.max_length):
+        logits, state = step(tokens, state)
+        log_probs = _ban(log_softmax(np.asarray(logits, dtype=np.float64)), history, length,
+                         end_id, config)
+        vocab = log_probs.shape[-1]
+        totals = (scores[:, None] + log_probs).reshape(batch, beams * vocab)
+        # Twice the beams: enough to refill every beam even if half the best ones end.
+        order = np.argsort(-totals, axis=-1, kind="stable")[:, : 2 * beams]
+        rows, next_tokens, next_scores, next_history = [], [], [], []
+        for item in range(batch):
+            chosen = 0
+            if not open_inputs[item]:
+                order[item] = 0  # a finished input only keeps its rows alive
+                totals[item] = NEG_INF
+            for flat in order[item]:
+                total = totals[item, flat]
+                if total <= NEG_INF / 2 or chosen == beams:
+                    break
+                row, token = item * beams + flat // vocab, int(flat % vocab)
+                last = length == config.max_length - 1
+                if token == end_id or last:
+                    ended = token == end_id
+                    tokens_so_far = history[row] + ([] if ended else [token])
+                    finished[item].append(Candidate(
+                        tokens_so_far, float(total / _length(tokens_so_far, ended, config))))
+                    chosen += last  # at the last step every candidate takes a beam's place
+                    continue
+                rows.append(row)
+                next_tokens.append(token)
+                next_scores.append(total)
+                next_history.append(history[row] + [token])
+                chosen += 1
+            while chosen < beams:  # pad with dead beams so every input keeps its rows
+                rows.append(item * beams)
+                next_tokens.append(end_id)
+                next_scores.append(NEG_INF)
+                next_history.append(list(history[item * beams]))
+                chosen += 1
+            # Early stopping: an input is done once it has `num_beams` finished titles. With
+            # one beam this is exactly greedy search.
+            open_inputs[item] = len(finished[item]) < beams
+        if not open_inputs.any():
+            break
+        state = select(state, np.asarray(rows))
+        tokens = np.asarray(next_tokens, dtype=np.int64)
+        scores = np.where(np.repeat(open_inputs, beams), np.asarray(next_scores), NEG_INF)
+        history = next_history
+    return [sorted(found, key=lambda c: -c.score)[: config.num_return] for found in finished]

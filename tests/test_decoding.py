@@ -1,0 +1,168 @@
+"""Greedy and beam search on toy step functions whose best answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from summarizer.decoding import Candidate, DecodeConfig, beam_search, greedy, log_softmax
+
+START, END, A, B, C = 2, 3, 4, 5, 6
+VOCAB = 7
+
+
+def table_model(tables: np.ndarray):
+    """A bigram model per input: logits = tables[input, last token]. The state is each row's
+    input number, so a wrong `select` shows up as another input's answers."""
+
+    def step(tokens: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return tables[state, tokens], state
+
+    def select(state: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return state[rows]
+
+    return step, select
+
+
+def probabilities(rows: dict[int, dict[int, float]]) -> np.ndarray:
+    """Normalized next-token log-probabilities; unlisted tokens share what is left over."""
+    table = np.zeros((VOCAB, VOCAB))
+    for last in range(VOCAB):
+        listed = rows.get(last, {})
+        rest = (1 - sum(listed.values())) / (VOCAB - len(listed))
+        table[last] = max(rest, 1e-9)
+        for token, p in listed.items():
+            table[last, token] = p
+    return np.log(table)
+
+
+def run_beam(tables: np.ndarray, config: DecodeConfig) -> list[list[Candidate]]:
+    step, select = table_model(tables)
+    return beam_search(step, select, np.arange(len(tables)), len(tables), START, END, config)
+
+
+def run_greedy(tables: np.ndarray, config: DecodeConfig) -> list[Candidate]:
+    step, _ = table_model(tables)
+    return greedy(step, np.arange(len(tables)), len(tables), START, END, config)
+
+
+# Greedy takes A (0.6) and then can only end weakly; B (0.4) then END (0.99) is more likely.
+GARDEN_PATH = probabilities({START: {A: 0.6, B: 0.4}, A: {END: 0.3, A: 0.35, C: 0.35},
+                             B: {END: 0.99}, C: {END: 0.3, A: 0.35, C: 0.35}})
+
+
+def test_log_softmax_rows_sum_to_one() -> None:
+    out = log_softmax(np.array([[1.0, 2.0, 3.0], [1000.0, 1000.0, 0.0]]))
+    np.testing.assert_allclose(np.exp(out).sum(axis=-1), 1.0)
+    assert np.isfinite(out).all()
+
+
+def test_greedy_follows_the_most_likely_token() -> None:
+    tables = probabilities({START: {A: 0.9}, A: {B: 0.8}, B: {END: 0.7}})[None]
+    (found,) = run_greedy(tables, DecodeConfig(max_length=10))
+    assert found.tokens == [A, B]
+    assert found.score == pytest.approx((np.log(0.9) + np.log(0.8) + np.log(0.7)) / 3)
+
+
+def test_beam_search_beats_greedy_on_a_garden_path() -> None:
+    config = DecodeConfig(max_length=6, length_penalty=0.0)
+    assert run_greedy(GARDEN_PATH[None], config)[0].tokens[:1] == [A]
+    best = run_beam(GARDEN_PATH[None], DecodeConfig(num_beams=3, max_length=6, length_penalty=0.0))
+    assert best[0][0].tokens == [B]
+    assert best[0][0].score == pytest.approx(np.log(0.4) + np.log(0.99))
+
+
+@pytest.mark.parametrize("config", [
+    DecodeConfig(max_length=8),
+    DecodeConfig(max_length=5, min_length=3),
+    DecodeConfig(max_length=12, no_repeat_ngram=2, length_penalty=0.6),
+    DecodeConfig(max_length=3, length_penalty=0.0),
+])
+def test_one_beam_is_greedy(config: DecodeConfig) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        tables = rng.normal(size=(3, VOCAB, VOCAB)) * 3
+        beams = run_beam(tables, config)
+        assert [b[0] for b in beams] == run_greedy(tables, config)
+
+
+def test_min_and_max_length() -> None:
+    ends_at_once = probabilities({START: {END: 0.9, A: 0.1}, A: {END: 0.9, A: 0.1}})[None]
+    for search in ("greedy", "beam"):
+        config = DecodeConfig(num_beams=1 if search == "greedy" else 3, min_length=3, max_length=5)
+        found = (run_greedy(ends_at_once, config)[0] if search == "greedy"
+                 else run_beam(ends_at_once, config)[0][0])
+        assert len(found.tokens) >= 3
+    never_ends = probabilities({START: {A: 0.9}, A: {A: 0.9}})[None]
+    assert len(run_beam(never_ends, DecodeConfig(num_beams=2, max_length=4))[0][0].tokens) == 4
+    assert len(run_greedy(never_ends, DecodeConfig(max_length=4))[0].tokens) == 4
+
+
+def test_no_repeat_ngram() -> None:
+    cycling = probabilities({START: {A: 0.9}, A: {B: 0.9}, B: {A: 0.9}, C: {END: 0.9}})[None]
+    for config in (DecodeConfig(max_length=8, no_repeat_ngram=2),
+                   DecodeConfig(num_beams=3, max_length=8, no_repeat_ngram=2)):
+        found = (run_beam(cycling, config)[0][0] if config.num_beams > 1
+                 else run_greedy(cycling, config)[0])
+        pairs = list(zip(found.tokens, found.tokens[1:], strict=False))
+        assert len(pairs) == len(set(pairs)), found.tokens
+    free = run_greedy(cycling, DecodeConfig(max_length=8))[0].tokens
+    assert free[:4] == [A, B, A, B]  # without the rule the model repeats itself
+
+
+def test_length_penalty_trades_length_for_probability() -> None:
+    # Ending now (0.5) against two more likely steps that end later (0.45 * 0.95 * 0.95).
+    table = probabilities({START: {END: 0.5, A: 0.45}, A: {B: 0.95}, B: {END: 0.95}})[None]
+    short = run_beam(table, DecodeConfig(num_beams=2, max_length=6, min_length=0,
+                                         length_penalty=0.0))
+    long = run_beam(table, DecodeConfig(num_beams=2, max_length=6, min_length=0,
+                                        length_penalty=2.0))
+    assert short[0][0].tokens == []
+    assert long[0][0].tokens == [A, B]
+
+
+def test_candidates_are_sorted_distinct_and_per_input() -> None:
+    rng = np.random.default_rng(3)
+    tables = rng.normal(size=(4, VOCAB, VOCAB)) * 2
+    config = DecodeConfig(num_beams=4, num_return=3, max_length=6)
+    together = run_beam(tables, config)
+    for index, candidates in enumerate(together):
+        assert len(candidates) == 3
+        scores = [c.score for c in candidates]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(c.tokens) for c in candidates}) == 3
+        assert candidates == run_beam(tables[index:index + 1], config)[0]  # rows stay apart
+
+
+def test_bad_configs_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        DecodeConfig(num_beams=0)
+    with pytest.raises(ValueError):
+        DecodeConfig(num_beams=2, num_return=3)
+
+
+def test_titles_are_never_empty_by_default() -> None:
+    wants_to_end = probabilities({START: {END: 0.99}})[None]
+    assert run_greedy(wants_to_end, DecodeConfig())[0].tokens != []
+    assert all(c.tokens for c in run_beam(wants_to_end, DecodeConfig(num_beams=3, num_return=3))[0])
+
+
+def test_beam_state_follows_its_beam() -> None:
+    """A trigram model keeps the token before last in its state: if beams were reordered
+    without their state, the scores found would not be the candidates' real scores."""
+    rng = np.random.default_rng(11)
+    trigram = log_softmax(rng.normal(size=(VOCAB, VOCAB, VOCAB)) * 3)
+
+    def step(tokens: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return trigram[previous, tokens], tokens
+
+    def select(previous: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return previous[rows]
+
+    config = DecodeConfig(num_beams=5, num_return=5, max_length=5, length_penalty=0.0)
+    for candidate in beam_search(step, select, np.full(2, START), 2, START, END, config)[0]:
+        path = [START, START, *candidate.tokens]
+        ended = len(candidate.tokens) < config.max_length
+        path += [END] if ended else []
+        true = sum(trigram[a, b, c] for a, b, c in zip(path, path[1:], path[2:], strict=False))
+        assert candidate.score == pytest.approx(true)
