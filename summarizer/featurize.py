@@ -22,21 +22,20 @@ BLOCK = 8192
 _CACHE: WordCache | None = None  # the word cache of this worker process
 
 
-def _fill(ids_list: list[list[int]], length: int, special: dict[str, int] | None,
-          pad: int) -> tuple[np.ndarray, int]:
+def _fill(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, length: int,
+          special: dict[str, int] | None, pad: int) -> tuple[np.ndarray, int]:
     """Rows of `length` ids, padded; titles (`special` given) wrapped in <s> ... </s>."""
-    out = np.full((len(ids_list), length), pad, dtype=np.int32)
+    rows = len(starts)
     room, first = (length - 2, 1) if special else (length, 0)
-    truncated = 0
-    for row, ids in enumerate(ids_list):
-        if len(ids) > room:
-            truncated += 1
-            ids = ids[:room]
-        out[row, first : first + len(ids)] = ids
-        if special:
-            out[row, 0] = special["start"]
-            out[row, 1 + len(ids)] = special["end"]
-    return out, truncated
+    kept = np.minimum(lengths, room)
+    out = np.full((rows, length), pad, dtype=np.int32)
+    row = np.repeat(np.arange(rows), kept)
+    within = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)
+    out[row, first + within] = flat[np.repeat(starts, kept) + within]
+    if special:
+        out[:, 0] = special["start"]
+        out[np.arange(rows), 1 + kept] = special["end"]
+    return out, int((lengths > room).sum())
 
 
 def _start_worker(tokenizer_json: str) -> None:
@@ -47,7 +46,7 @@ def _start_worker(tokenizer_json: str) -> None:
 def _encode_block(texts: list[str], length: int, special: dict[str, int] | None,
                   pad: int) -> tuple[np.ndarray, int]:
     assert _CACHE is not None, "worker started without its tokenizer"
-    return _fill(_CACHE.encode(texts), length, special, pad)
+    return _fill(*_CACHE.encode_flat(texts), length, special, pad)
 
 
 class Featurizer:
@@ -84,7 +83,7 @@ class Featurizer:
             done = (future.result() for future in results)
         else:
             assert self._local is not None
-            done = (_fill(self._local.encode(b), length, special, self.special["pad"])
+            done = (_fill(*self._local.encode_flat(b), length, special, self.special["pad"])
                     for b in blocks)
         arrays, truncated = [], 0
         for array, cut in progress(done, f"tokenizing {what}", total=len(blocks), unit="blocks"):

@@ -61,10 +61,12 @@ def test_cached_words_are_reused_and_still_exact(tokenizer: Tokenizer,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     cache = WordCache(tokenizer)
     first = cache.encode(TRICKY)
-    assert cache.ids, "exact texts put their words in the cache"
+    assert cache.index, "exact texts put their words in the cache"
     assert cache.encode(TRICKY) == first
     monkeypatch.setattr(word_cache, "MAX_CACHED", 3)  # the cache starts over when full
     assert cache.encode(TRICKY[::-1]) == reference(tokenizer, TRICKY[::-1])
+    assert cache.encode(TRICKY[:5]) == reference(tokenizer, TRICKY[:5])
+    assert len(cache.index) < 200
 
 
 def test_example_bodies_match_the_tokenizer(tokenizer: Tokenizer) -> None:
