@@ -135,7 +135,8 @@ def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.Argumen
         ),
         epilog="example: issue-summarizer evaluate data/dataset -o reports/test",
     )
-    parser.add_argument("dataset", help="dataset folder from prepare, local or gs://")
+    parser.add_argument("dataset", help="dataset folder from prepare (its --split is scored), or "
+                        "issues in any format ingest reads, local or gs://")
     parser.add_argument("--split", choices=("train", "dev", "test"), default="test")
     parser.add_argument("--examples", type=_positive, default=10, help="rows shown side by side")
     parser.add_argument("-o", "--output", help="report path without extension (default: print only)")

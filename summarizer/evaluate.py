@@ -4,6 +4,7 @@ number in a report stands next to what a model must beat on the same issues."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 from collections import defaultdict
@@ -11,10 +12,14 @@ from collections.abc import Callable, Sequence
 
 from summarizer import storage
 from summarizer.baselines import BASELINES
+from summarizer.cleaning import clean_body, clean_title
 from summarizer.dataset import open_dataset
 from summarizer.errors import UserError
 from summarizer.metrics import score
+from summarizer.prepare import MANIFEST, PrepareConfig
 from summarizer.progress import progress
+from summarizer.readers import read_file
+from summarizer.skips import SkipCounter
 
 log = logging.getLogger(__name__)
 Predictor = Callable[[Sequence[str]], list[str]]  # bodies in, titles out
@@ -25,7 +30,7 @@ def baseline_predictors() -> dict[str, Predictor]:
             for name, function in BASELINES.items()}
 
 
-def _rows(dataset_path: str, split: str) -> tuple[list[dict], str]:
+def _dataset_rows(dataset_path: str, split: str) -> tuple[list[dict], str]:
     dataset = open_dataset(dataset_path)
     if split not in dataset.manifest["splits"]:
         raise UserError(f"{dataset_path} has no split {split!r}")
@@ -38,10 +43,37 @@ def _rows(dataset_path: str, split: str) -> tuple[list[dict], str]:
     return rows, dataset.manifest["fingerprint"]
 
 
-def evaluate(dataset_path: str, split: str = "test", predictors: dict[str, Predictor] | None = None,
+def _record_rows(source: str) -> tuple[list[dict], str]:
+    """Issues from any source `ingest` reads, cleaned the way `prepare` cleans them: how a
+    held-out set nobody prepared (new repositories, a customer's issues) is scored."""
+    config, skips, rows = PrepareConfig(), SkipCounter(), []
+    for path in storage.list_files(source):
+        for issue in read_file(path, skips):
+            title = clean_title(issue.title)
+            body = clean_body(issue.body[: config.max_raw_chars])[: config.body_chars]
+            if title and body:
+                rows.append({"url": issue.url, "repo": issue.repo,
+                             "source": path.rsplit("/", 1)[-1], "title": title, "body": body})
+            else:
+                skips.add("empty_title_or_body", path, issue.url or issue.title[:60])
+    if not rows:
+        raise UserError(f"{source}: no issue with both a title and a body to evaluate on")
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode("utf-8", "surrogatepass"))
+    return rows, digest.hexdigest()
+
+
+def _rows(source: str, split: str) -> tuple[list[dict], str, str | None]:
+    """The rows to score, a fingerprint of them, and the split (None: a plain issue source)."""
+    if storage.exists(storage.join(source, MANIFEST)):
+        return (*_dataset_rows(source, split), split)
+    return (*_record_rows(source), None)
+
+
+def evaluate(source: str, split: str = "test", predictors: dict[str, Predictor] | None = None,
              examples: int = 10) -> dict:
-    """Scores overall and per source file, and a few rows side by side."""
-    rows, fingerprint = _rows(dataset_path, split)
+    """Scores overall and per source file, and a few rows side by side, on a prepared
+    dataset's split or on issues from any source `ingest` reads."""
+    rows, fingerprint, split_name = _rows(source, split)
     predictors = {**baseline_predictors(), **(predictors or {})}
     bodies = [row["body"] for row in rows]
     references = [row["title"] for row in rows]
@@ -52,9 +84,9 @@ def evaluate(dataset_path: str, split: str = "test", predictors: dict[str, Predi
         by_source[row.get("source") or "unknown"].append(index)
     step = max(1, len(rows) // max(examples, 1))
     return {
-        "dataset": dataset_path,
+        "dataset": source,
         "fingerprint": fingerprint,
-        "split": split,
+        "split": split_name,
         "issues": len(rows),
         "scores": {name: score(predicted, references) for name, predicted in titles.items()},
         "by_source": {
@@ -78,9 +110,11 @@ def markdown(report: dict) -> str:
     """The short human-readable report written next to the JSON."""
     metrics = ("rouge1", "rouge2", "rougeL", "bleu", "mean_words")
     lines = [
+        f"# Evaluation: {report['split'] or 'all'} issues ({report['issues']:,})"
+        if report["split"] is None else
         f"# Evaluation: {report['split']} split, {report['issues']:,} issues",
         "",
-        f"Dataset `{report['dataset']}` (fingerprint `{report['fingerprint'][:16]}`).",
+        f"Source `{report['dataset']}` (fingerprint `{report['fingerprint'][:16]}`).",
         "",
         "| predictor | ROUGE-1 | ROUGE-2 | ROUGE-L | BLEU | mean words |",
         "|---|---|---|---|---|---|",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import sacrebleu
 from rouge_score import rouge_scorer
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs each scorer it builds
 _SCORER = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
 
 

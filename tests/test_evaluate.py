@@ -114,8 +114,23 @@ def test_evaluate_cli(dataset: Path, tmp_path: Path) -> None:
                           "--examples", "2"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "# Evaluation: test split" in run.stdout
+    assert "| first-sentence |" in run.stdout
     assert (tmp_path / "r.json").exists() and (tmp_path / "r.md").exists()
     missing = subprocess.run([str(CLI), "evaluate", str(tmp_path / "nowhere")],
                              capture_output=True, text=True, timeout=60)
-    assert missing.returncode == 1 and "not a finished dataset" in missing.stderr
+    assert missing.returncode == 1 and "no such file or directory" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_any_issue_source_can_be_evaluated_without_preparing_it(tmp_path: Path) -> None:
+    report = evaluate(str(REPO_ROOT / "examples" / "issues"), examples=2)
+    # 38 issues in the examples; one has an empty body and cannot be scored.
+    assert report["issues"] == 37 and report["split"] is None
+    assert set(report["by_source"]["first-sentence"]) == {
+        "kaggle-dump.csv", "rest-api-page.json", "gharchive-2024-03-01-15.json.gz",
+        "issue-7.json", "issue-12.json", "issue-19.json", "issue-23.json"}
+    assert markdown(report).startswith("# Evaluation: all issues (37)")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"title": "No body here", "body": ""}\n{"title": "", "body": "text"}\n')
+    with pytest.raises(UserError, match="no issue with both a title and a body"):
+        evaluate(str(empty))
