@@ -76,10 +76,10 @@ class _Kept:
 
 def _read(inputs: Sequence[str], skips: SkipCounter,
           drops: Counter[str]) -> Iterator[tuple[str, Issue]]:
-    """Records from every input, without exact duplicates (by url, numeric id, content)."""
+    """Records from every input, without duplicates by url or numeric id (duplicate content
+    is caught after cleaning, where the workers hash it)."""
     seen_urls: set[str] = set()
     seen_ids: set[int] = set()
-    seen_content: set[bytes] = set()
     files = [path for source in inputs for path in storage.list_files(source)]
     for path in files:
         for issue in read_file(path, skips):
@@ -89,26 +89,23 @@ def _read(inputs: Sequence[str], skips: SkipCounter,
             if issue.id is not None and issue.id in seen_ids:
                 drops["duplicate_id"] += 1
                 continue
-            key = content_key(issue.title, issue.body)
-            if key in seen_content:
-                drops["duplicate_content"] += 1
-                continue
             if issue.url:
                 seen_urls.add(issue.url)
             if issue.id is not None:
                 seen_ids.add(issue.id)
-            seen_content.add(key)
             yield path.rsplit("/", 1)[-1], issue
 
 
 def _clean_chunk(args: tuple[list[tuple[str, str, str | None]], int, int]) -> list[tuple]:
-    """Worker: clean a chunk; per issue (title, body, word count, bot?, near-duplicate key)."""
+    """Worker: clean a chunk; per issue (title, body, word count, bot?, exact content key,
+    near-duplicate key)."""
     chunk, max_raw_chars, body_chars = args
     out = []
     for title, body, author in chunk:
         bot = is_bot(Issue(url=None, repo=None, title=title, body=body, author=author))
+        exact = content_key(title, body)
         title, body = clean_title(title), clean_body(body[:max_raw_chars])
-        out.append((title, body[:body_chars], len(body.split()), bot, near_key(body)))
+        out.append((title, body[:body_chars], len(body.split()), bot, exact, near_key(body)))
     return out
 
 
@@ -145,15 +142,18 @@ def _clean_and_filter(
     seen_near: set[bytes] = set()
     chunks = _parallel_map(_clean_chunk, _chunks(issues, meta, config), workers)
     cleaned = (row for chunk in chunks for row in chunk)
-    for index, (title, body, words, bot, key) in enumerate(progress(cleaned, "cleaning")):
+    seen_content: set[bytes] = set()
+    for index, (title, body, words, bot, exact, key) in enumerate(progress(cleaned, "cleaning")):
         reason = (
-            "empty_title" if not title
+            "duplicate_content" if exact in seen_content
+            else "empty_title" if not title
             else "empty_body" if not body
             else "short_body" if words < config.min_body_words
             else "bot" if bot
             else "near_duplicate" if key in seen_near
             else None
         )
+        seen_content.add(exact)
         if reason:
             drops[reason] += 1
             continue

@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+import orjson
+
 from summarizer.records import Issue, RecordError, make_issue
 from summarizer.skips import SkipCounter
 
@@ -118,6 +120,13 @@ def _values(handle: BinaryIO, where: str, skips: SkipCounter) -> Iterator[tuple[
         if isinstance(value, dict):  # JSON lines: stream, one record per line
             yield 1, value
             for number, raw in enumerate(handle, 2):
+                try:
+                    yield number, orjson.loads(raw)  # fast path: valid UTF-8 and JSON
+                    continue
+                except orjson.JSONDecodeError:
+                    pass
+                # Let the standard parser say what is wrong, keeping non-UTF-8 bytes as
+                # surrogates so the record is counted as non_utf8 rather than invalid.
                 text = raw.decode("utf-8", "surrogateescape").strip()
                 if not text:
                     continue
