@@ -44,6 +44,7 @@ _HINT = re.compile(
     r" ?\((?:[eE]\.g\.|[iI]\.e\.|[fF]or example|[iI]f |[uU]se command|[aA]s opposed)[^)\n]{0,200}\)")
 _HEADING = re.compile(r"#{1,6}\s+(.*?)[\s#]*|\*\*(.+?)\*\*:?|__(.+?)__:?")
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2028\u2029\u2060\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ASCII_CONTROLS = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _PLACEHOLDERS = frozenset({"_no response_", "n/a", "na", "none", "no response", "-", "n/a."})
 
 TEMPLATE_HEADINGS = frozenset(
@@ -66,6 +67,13 @@ TEMPLATE_HEADINGS = frozenset(
         "\n", ""
     ).replace("    ", "").split("|")
 )
+
+
+def _has_control(ascii_text: str) -> bool:
+    """Control characters in ASCII text, found by bytes.translate (far cheaper than a scan
+    with the _INVISIBLE pattern, and most issues have none)."""
+    raw = ascii_text.encode("ascii")
+    return len(raw.translate(None, _ASCII_CONTROLS)) != len(raw)
 
 
 def _heading_key(text: str) -> str:
@@ -175,8 +183,11 @@ def _lines(text: str) -> list[str]:
 
 def clean_body(text: str) -> str:
     """Body markdown to the plain text the tokenizer sees (see the module docstring)."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = _INVISIBLE.sub("", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii():
+        text = _INVISIBLE.sub("", unicodedata.normalize("NFC", text))
+    elif _has_control(text):  # ASCII is already NFC; only control characters can go
+        text = _INVISIBLE.sub("", text)
     if "<!--" in text:
         text = _COMMENT.sub("", text)
     if "](" in text:
