@@ -13,6 +13,7 @@ import functools
 import glob
 import gzip
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -24,6 +25,9 @@ from typing import BinaryIO
 from summarizer.errors import UserError
 
 GCS = "gs://"
+_TEMPORARY = re.compile(r"\.tmp-(?:\d+-)?[0-9a-f]{8}(?:/|$)")  # the names _local_atomic and
+# upload_file give files (and staged_directory folders) until they are complete
+log = logging.getLogger(__name__)
 
 
 def is_gcs(path: str) -> bool:
@@ -164,9 +168,19 @@ def list_files(path: str) -> list[str]:
             return [path]
         else:
             raise UserError(f"{path}: no such file or directory")
+    found = _without_unfinished(found)
     if not found:
         raise UserError(f"{path}: no files found there")
     return found
+
+
+def _without_unfinished(paths: list[str]) -> list[str]:
+    """Leave out what an interrupted write left under a temporary name: it is not data."""
+    kept = [p for p in paths if not _TEMPORARY.search(p)]
+    if len(kept) < len(paths):
+        log.warning("left out %d unfinished file(s) of interrupted runs, e.g. %s",
+                    len(paths) - len(kept), next(p for p in paths if _TEMPORARY.search(p)))
+    return kept
 
 
 @contextlib.contextmanager

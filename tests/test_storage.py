@@ -352,3 +352,16 @@ def test_missing_credentials(
     with pytest.raises(UserError, match="no Google Cloud credentials") as raised:
         storage.read_bytes("gs://bucket/file.txt")
     assert "\n" not in str(raised.value)
+
+
+def test_list_files_leaves_out_unfinished_writes(tmp_path: Path, gcs_bucket: str,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "issues.jsonl").write_text("{}\n")
+    (tmp_path / "issues.jsonl.tmp-4242-0a1b2c3d").write_text("{")  # a killed local write
+    (tmp_path / "dataset.tmp-4242-0a1b2c3d").mkdir()  # a killed staged folder
+    (tmp_path / "dataset.tmp-4242-0a1b2c3d" / "train.jsonl").write_text("{")
+    assert storage.list_files(str(tmp_path)) == [str(tmp_path / "issues.jsonl")]
+    assert "unfinished" in caplog.text
+    storage.write_bytes(f"{gcs_bucket}/in/a.json", b"[]")
+    storage.write_bytes(f"{gcs_bucket}/in/b.json.tmp-0a1b2c3d", b"[")  # a killed upload
+    assert storage.list_files(f"{gcs_bucket}/in") == [f"{gcs_bucket}/in/a.json"]
