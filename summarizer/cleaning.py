@@ -28,6 +28,7 @@ _FRAME = re.compile(
 )
 _FRAME_STARTS = ("at ", "File ", "#", "... ", "Traceback", *"0123456789")
 _FRAME_FIRST = frozenset("aFT#.0123456789")
+_RUST_SHORT_FRAME = re.compile(r"\d+: [\w$<>{}:]+")
 _IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((?:[^()\s]|\([^()\s]*\))+\)")
 _URL = re.compile(r"https?://([^\s/<>()\[\]\"'`]+)([^\s<>()\[\]\"'`]*)")
@@ -145,6 +146,7 @@ def _lines(text: str) -> list[str]:
     code: list[str] = []
     fence: str | None = None
     frame_indent = -1  # indentation of the last Python frame: its code line sits deeper
+    rust_trace = False  # inside a Rust backtrace
     for raw in text.split("\n"):
         line = " ".join(raw.split())
         if not line:
@@ -165,10 +167,12 @@ def _lines(text: str) -> list[str]:
             if len(raw) - len(raw.lstrip()) > frame_indent:
                 continue  # a frame's code line, or its ^^^ markers
             frame_indent = -1
-        if first in _FRAME_FIRST and line.startswith(_FRAME_STARTS) and _FRAME.fullmatch(line):
+        if first in _FRAME_FIRST and line.startswith(_FRAME_STARTS) and (
+                _FRAME.fullmatch(line) or (rust_trace and _RUST_SHORT_FRAME.fullmatch(line))):
             if first == "F":
                 frame_indent = len(raw) - len(raw.lstrip())
             continue
+        rust_trace = line == "stack backtrace:"  # its frames may be bare names: 0: main
         if first in "^~" and not line.strip("^~ "):
             continue  # Python 3.11+ column markers
         if fence is not None:

@@ -1,7 +1,6 @@
 """Cleaning: each rule of summarizer/cleaning.py's docstring, on invented issue texts.
 
 Real bodies are read from ../shared/data when it is there (never copied into the repository).
-The one xfail(strict=True) test pins down a known limitation (Rust's short backtraces).
 """
 
 from __future__ import annotations
@@ -269,10 +268,6 @@ def test_rust_backtrace_frames_with_addresses_dropped():
     )
 
 
-@pytest.mark.xfail(
-    reason="the default (short) Rust backtrace, `N: path::to::fn` without an address, is kept",
-    strict=True,
-)
 def test_rust_short_backtrace_frames_dropped():
     text = (
         "thread 'main' panicked at src/grid.rs:41:9:\n"
@@ -292,6 +287,10 @@ def test_rust_short_backtrace_frames_dropped():
         "stack backtrace:\n"
         "Happens with an empty grid."
     )
+
+
+def test_numbered_one_word_lines_outside_a_backtrace_are_kept():
+    assert clean_body("Steps:\n1: build\n2: run") == "Steps:\n1: build\n2: run"
 
 
 def test_gdb_frames_dropped():
