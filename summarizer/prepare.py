@@ -49,7 +49,7 @@ class PrepareConfig:
     shards: int = 4
     min_body_words: int = 5
     max_raw_chars: int = 50_000
-    tokenizer_sample: int = 50_000
+    tokenizer_sample: int = 30_000  # 50,000 compress test bodies only 0.2% better, 40% slower
     split: SplitConfig = field(default_factory=SplitConfig)
 
     def __post_init__(self) -> None:
