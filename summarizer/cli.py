@@ -7,14 +7,14 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 
 from summarizer import __version__
 from summarizer.errors import UserError
 from summarizer.prepare import PrepareConfig
 from summarizer.readers import FORMATS
-from summarizer.splitting import SplitConfig
+from summarizer.splitting import SPLITS, SplitConfig
 
 log = logging.getLogger("summarizer")
 
@@ -28,18 +28,19 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
-    return value
+def _at_least(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number no smaller than `minimum`, described as `what`."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    return parse
 
 
-def _at_least_two(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{text} leaves no room for the start and end tokens; use 2 or more")
-    return value
+_positive = _at_least(1, "a positive whole number")
 
 
 def _fraction(text: str) -> float:
@@ -95,8 +96,9 @@ def _add_prepare(commands: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("--vocab-size", type=_positive, default=defaults.vocab_size,
                         help="BPE vocabulary size, special tokens included")
     parser.add_argument("--body-len", type=_positive, default=defaults.body_len, help="body tokens kept")
-    parser.add_argument("--title-len", type=_at_least_two, default=defaults.title_len,
-                        help="title tokens, including start and end")
+    parser.add_argument("--title-len", type=_at_least(2, "at least 2 (room for the start and end tokens)"),
+                        default=defaults.title_len,
+                        help="title tokens, including start and end (at least 2)")
     parser.add_argument("--shards", type=_positive, default=defaults.shards,
                         help="shards per split (at least the number of training workers)")
     parser.add_argument("--min-body-words", type=_positive, default=defaults.min_body_words,
@@ -120,7 +122,7 @@ def _add_show(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
         help="summarize a prepared dataset and show a few of its rows",
         description="Print a dataset's report and decode a few rows of its arrays back to text.")
     parser.add_argument("dataset", help="dataset folder, local or gs://")
-    parser.add_argument("--split", choices=("train", "dev", "test"), default="train")
+    parser.add_argument("--split", choices=SPLITS, default="train")
     parser.add_argument("--rows", type=int, default=3, help="rows to decode and print")
 
 
@@ -137,7 +139,7 @@ def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.Argumen
     )
     parser.add_argument("dataset", help="dataset folder from prepare (its --split is scored), or "
                         "issues in any format ingest reads, local or gs://")
-    parser.add_argument("--split", choices=("train", "dev", "test"), default="test")
+    parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--examples", type=_positive, default=10, help="rows shown side by side")
     parser.add_argument("-o", "--output", help="report path without extension (default: print only)")
 

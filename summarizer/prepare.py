@@ -9,7 +9,6 @@ The same inputs and settings give byte-identical outputs.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
@@ -169,8 +168,7 @@ def _clean_and_filter(
 
 
 def _write_text(path: Path, kept: _Kept, rows: list[int]) -> None:
-    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                                  compresslevel=1) as out:
+    with storage.open_write(str(path)) as out:  # the project's one deterministic gzip writer
         for i in rows:
             record = {"url": kept.urls[i], "repo": kept.repos[i], "source": kept.sources[i],
                       "title": kept.titles[i], "body": kept.bodies[i]}
