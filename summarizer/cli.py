@@ -8,9 +8,12 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from importlib import resources
+from pathlib import Path
 
 from summarizer import __version__
+from summarizer.decoding import DecodeConfig
 from summarizer.errors import UserError
 from summarizer.prepare import PrepareConfig
 from summarizer.readers import FORMATS
@@ -141,13 +144,72 @@ def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.Argumen
                         "issues in any format ingest reads, local or gs://")
     parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--examples", type=_positive, default=10, help="rows shown side by side")
+    parser.add_argument("--limit", type=_positive, help="score an even spread of this many issues")
     parser.add_argument("-o", "--output", help="report path without extension (default: print only)")
+    parser.add_argument("--model", action="append", default=[], metavar="FOLDER",
+                        help="a model to score next to the baselines (a training run or an exported "
+                             "model folder); repeat for several")
+    _add_decoding(parser)
+
+
+def _add_decoding(parser: argparse.ArgumentParser) -> None:
+    defaults = DecodeConfig()
+    group = parser.add_argument_group("decoding")
+    group.add_argument("--beams", type=_positive, default=defaults.num_beams, help="beam width (1: greedy)")
+    group.add_argument("--max-length", type=_positive, default=defaults.max_length,
+                       help="most title tokens generated")
+    group.add_argument("--min-length", type=_at_least(0, "a whole number, 0 or more"),
+                       default=defaults.min_length, help="fewest title tokens before the end")
+    group.add_argument("--length-penalty", type=float, default=defaults.length_penalty,
+                       help="beam scores are log-probability / length ** this")
+    group.add_argument("--no-repeat-ngram", type=_at_least(0, "a whole number, 0 or more"),
+                       default=defaults.no_repeat_ngram, help="no token n-gram of this size twice (0: off)")
+
+
+def decode_config(args: argparse.Namespace) -> DecodeConfig:
+    return DecodeConfig(num_beams=args.beams, max_length=args.max_length, min_length=args.min_length,
+                        length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram)
+
+
+def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "train", parents=[common], formatter_class=_Help,
+        help="train a title model (gru or transformer) on a prepared dataset; resumable",
+        description=(
+            "Train the model a TOML config describes, with KEY=VALUE overrides (model settings "
+            "as model.KEY=VALUE). Rerunning the same command continues an interrupted run from "
+            "its last checkpoint. The run folder gets config.json, run.json (data fingerprint, "
+            "versions, hardware, metrics), metrics.jsonl, checkpoint/, model.keras and logs/."
+        ),
+        epilog="example: issue-summarizer train --config configs/transformer.toml "
+               "dataset=data/dataset output=runs/transformer epochs=3",
+    )
+    parser.add_argument("--config", help="TOML file (see configs/); defaults apply without one")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+
+
+def _add_export(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "export", parents=[common], formatter_class=_Help,
+        help="turn a finished training run into a model folder with a manifest",
+        description=(
+            "Copy the run's best model.keras and its tokenizer.json into OUTPUT (local or gs://) "
+            "and write manifest.json: architecture, settings, commands, data fingerprint, scores "
+            "from an evaluate report, training time, hardware and the sha256 of every file."
+        ),
+        epilog="example: issue-summarizer export runs/transformer -o models/default "
+               "--report reports/test.json",
+    )
+    parser.add_argument("run", help="training run folder (from issue-summarizer train)")
+    parser.add_argument("-o", "--output", required=True, help="model folder to write")
+    parser.add_argument("--report", help="evaluate's JSON report that scored this run (--model RUN)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="issue-summarizer",
-        description="Write short, accurate titles for GitHub issues: data pipeline and evaluation commands.",
+        description="Write short, accurate titles for GitHub issues: data pipeline, training, "
+                    "evaluation and export commands.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -157,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(commands, common)
     _add_show(commands, common)
     _add_evaluate(commands, common)
+    _add_train(commands, common)
+    _add_export(commands, common)
     commands.add_parser(
         "bigquery-sql", parents=[common],
         help="print the BigQuery SQL that extracts opened issues from GH Archive",
@@ -195,10 +259,36 @@ def _run_show(args: argparse.Namespace) -> None:
 def _run_evaluate(args: argparse.Namespace) -> None:
     from summarizer.evaluate import evaluate, markdown, write_report
 
-    report = evaluate(args.dataset, args.split, examples=args.examples)
+    decoding = decode_config(args)
+    predictors = {}
+    for folder in args.model:
+        from summarizer.titles import KerasTitler
+
+        titler = KerasTitler.load(folder)
+        name = Path(folder.rstrip("/")).name
+        predictors[name] = lambda bodies, t=titler: t.titles(list(bodies), decoding)
+    report = evaluate(args.dataset, args.split, predictors=predictors, examples=args.examples,
+                      limit=args.limit or 0)
+    if predictors:
+        report["decoding"] = asdict(decoding)
     if args.output:
         write_report(report, args.output)
     print(markdown(report))
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from summarizer.train import train
+    from summarizer.train_config import load_config
+
+    run = train(load_config(args.config, args.overrides))
+    print(json.dumps(run["metrics"], indent=2))
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from summarizer.export import export
+
+    manifest = export(args.run, args.output, args.report)
+    print(json.dumps({"output": args.output, "files": manifest["files"]}, indent=2))
 
 
 def _run_bigquery_sql(_: argparse.Namespace) -> None:
@@ -210,7 +300,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 RUNNERS = {"ingest": _run_ingest, "prepare": _run_prepare, "show": _run_show,
-           "evaluate": _run_evaluate, "bigquery-sql": _run_bigquery_sql}
+           "evaluate": _run_evaluate, "train": _run_train, "export": _run_export,
+           "bigquery-sql": _run_bigquery_sql}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         print("issue-summarizer: interrupted; nothing half-written was left behind "
-              "(rerun the same command to continue a crawl)", file=sys.stderr)
+              "(rerun the same command to continue)", file=sys.stderr)
         return 130
     return 0
 

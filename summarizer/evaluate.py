@@ -70,10 +70,13 @@ def _rows(source: str, split: str) -> tuple[list[dict], str, str | None]:
 
 
 def evaluate(source: str, split: str = "test", predictors: dict[str, Predictor] | None = None,
-             examples: int = 10) -> dict:
+             examples: int = 10, limit: int = 0) -> dict:
     """Scores overall and per source file, and a few rows side by side, on a prepared
-    dataset's split or on issues from any source `ingest` reads."""
+    dataset's split or on issues from any source `ingest` reads; `limit` scores an even spread
+    of that many issues instead of all (for quick comparisons)."""
     rows, fingerprint, split_name = _rows(source, split)
+    if limit and limit < len(rows):
+        rows = [rows[i * len(rows) // limit] for i in range(limit)]
     predictors = {**baseline_predictors(), **(predictors or {})}
     bodies = [row["body"] for row in rows]
     references = [row["title"] for row in rows]
@@ -108,7 +111,7 @@ def _cell(text: str | None) -> str:
 
 def markdown(report: dict) -> str:
     """The short human-readable report written next to the JSON."""
-    metrics = ("rouge1", "rouge2", "rougeL", "bleu", "mean_words")
+    metrics = ("rouge1", "rouge2", "rougeL", "bleu", "mean_words", "empty", "repeated_word")
     lines = [
         f"# Evaluation: {report['split'] or 'all'} issues ({report['issues']:,})"
         if report["split"] is None else
@@ -116,10 +119,11 @@ def markdown(report: dict) -> str:
         "",
         f"Source `{report['dataset']}` (fingerprint `{report['fingerprint'][:16]}`).",
         "",
-        "| predictor | ROUGE-1 | ROUGE-2 | ROUGE-L | BLEU | mean words |",
-        "|---|---|---|---|---|---|",
+        "| predictor | ROUGE-1 | ROUGE-2 | ROUGE-L | BLEU | mean words | % empty | % repeating a word |",
+        "|---|---|---|---|---|---|---|---|",
         *(f"| {name} | " + " | ".join(str(s[m]) for m in metrics) + " |"
           for name, s in report["scores"].items()),
+        *([f"Models decode with {report['decoding']}."] if report.get("decoding") else []),
         "",
         "## ROUGE-L by source",
         "",

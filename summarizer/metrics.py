@@ -29,4 +29,12 @@ def score(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
         **{name: round(100 * total / n, 2) for name, total in totals.items()},
         "bleu": round(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score, 2),
         "mean_words": round(sum(len(p.split()) for p in predictions) / n, 2),
+        "empty": round(100 * sum(not p.strip() for p in predictions) / n, 2),
+        "repeated_word": round(100 * sum(_repeats_word(p) for p in predictions) / n, 2),
     }
+
+
+def _repeats_word(title: str) -> bool:
+    """A word (letters and digits, any case) said twice: how a looping decoder shows."""
+    words = [w for w in (w.strip(".,:;!?()[]{}'\"`").lower() for w in title.split()) if w.isalnum()]
+    return len(words) != len(set(words))

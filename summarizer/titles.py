@@ -1,0 +1,103 @@
+"""Titles from a trained Keras model, through the shared numpy decoder in `decoding`.
+
+This is how training and evaluation read a model (the serving engine runs the same search over
+ONNX graphs). A model folder is a training run directory or an exported model: it holds
+`model.keras`, `tokenizer.json` and `config.json` (or a manifest carrying that config).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import keras
+import numpy as np
+from tokenizers import Tokenizer
+
+from summarizer.decoding import DecodeConfig, Select, Step, beam_search, greedy
+from summarizer.errors import UserError
+from summarizer.export import MANIFEST, verify
+from summarizer.featurize import encode_bodies
+from summarizer.models import inference_models, load_model
+from summarizer.progress import progress
+from summarizer.tokenization import special_ids
+
+BATCH = 128  # bodies decoded together
+
+
+def _steps(model: keras.Model) -> tuple[Callable, Step, Select]:
+    """encode(body ids) -> state, and the step/select pair `decoding` drives."""
+    encoder, decoder = inference_models(model)
+    if model.name == "gru":
+        def step(tokens: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            logits, state = decoder.predict_on_batch([tokens[:, None].astype(np.int32), state])
+            return logits, state
+
+        return encoder.predict_on_batch, step, lambda state, rows: state[rows]
+
+    def encode(body: np.ndarray) -> tuple:
+        memory, mask = encoder.predict_on_batch(body)
+        # The tokens decoded so far are part of the state: this decoder reruns them each step.
+        return memory, mask, np.zeros((len(body), 0), dtype=np.int32)
+
+    def step(tokens: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        memory, mask, prefix = state
+        prefix = np.concatenate([prefix, tokens[:, None].astype(np.int32)], axis=1)
+        return decoder.predict_on_batch([prefix, memory, mask]), (memory, mask, prefix)
+
+    return encode, step, lambda state, rows: tuple(part[rows] for part in state)
+
+
+@dataclass
+class KerasTitler:
+    """A Keras title model with its tokenizer: bodies in, titles out."""
+
+    model: keras.Model
+    tokenizer: Tokenizer
+    body_len: int
+    name: str
+
+    @classmethod
+    def load(cls, folder: str) -> KerasTitler:
+        path = Path(folder)
+        config_file = path / "config.json"
+        if not (path / "model.keras").exists() or not (path / "tokenizer.json").exists():
+            raise UserError(f"{folder}: not a model folder (needs model.keras and tokenizer.json; "
+                            "a finished training run or an exported model has both)")
+        config = verify(path)["config"] if (path / MANIFEST).exists() else json.loads(config_file.read_text())
+        model = load_model(path / "model.keras")
+        return cls(model, Tokenizer.from_file(str(path / "tokenizer.json")), config["body_len"],
+                   config["model"]["kind"])
+
+    @cached_property
+    def _steps(self) -> tuple[Callable, Step, Select]:
+        return _steps(self.model)  # built once: each build compiles its functions anew
+
+    def candidates(self, bodies: list[str], config: DecodeConfig) -> list[list[tuple[str, float]]]:
+        """The best `config.num_return` titles per body with their scores, best first."""
+        encode, step, select = self._steps
+        ids, _ = encode_bodies(self.tokenizer, bodies, self.body_len)
+        special = special_ids(self.tokenizer)
+        # Similar lengths together: padding is wasted work.
+        order = np.argsort((ids != 0).sum(axis=1), kind="stable")
+        found: list[list[tuple[str, float]]] = [[] for _ in bodies]
+        batches = range(0, len(order), BATCH)
+        for start in progress(batches, "decoding", total=len(batches), unit="batches"):
+            rows = order[start:start + BATCH]
+            width = max(int((ids[rows] != 0).sum(axis=1).max()), 1)
+            state = encode(ids[rows, :width])
+            if config.num_beams == 1:
+                results = [[c] for c in greedy(step, state, len(rows), special["start"], special["end"],
+                                               config)]
+            else:
+                results = beam_search(step, select, state, len(rows), special["start"], special["end"],
+                                      config)
+            for row, result in zip(rows, results, strict=True):
+                found[row] = [(self.tokenizer.decode(c.tokens).strip(), c.score) for c in result]
+        return found
+
+    def titles(self, bodies: list[str], config: DecodeConfig) -> list[str]:
+        return [best[0][0] for best in self.candidates(bodies, config)]

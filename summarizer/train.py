@@ -1,0 +1,298 @@
+"""`train`: fit a title model on a prepared dataset into a run directory that can be resumed.
+
+The run directory holds everything needed to trust and continue a run:
+
+    config.json        the resolved config (a rerun with a different one is refused)
+    run.json           data fingerprint, package/Keras versions, backend, hardware, metrics
+    metrics.jsonl      one line per finished epoch
+    checkpoint/        model + optimizer state and the position in the data (state.json)
+    model.keras        the weights with the best dev loss so far (no optimizer state)
+    tokenizer.json     the dataset's tokenizer, so the folder alone turns bodies into titles
+    logs/              TensorBoard event files (with the TensorFlow backend)
+
+A checkpoint is written every `checkpoint_steps` batches, at every epoch end and on Ctrl-C
+or SIGTERM; rerunning the same command after any stop, a SIGKILL included, continues from
+it: the batch order is a function of (seed, epoch), so no batch is trained on twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+
+from summarizer import __version__, storage
+from summarizer.batches import TitleBatches
+from summarizer.dataset import Dataset, open_dataset
+from summarizer.errors import UserError
+from summarizer.models import TitleLoss, build_model
+from summarizer.train_config import TrainConfig
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint"
+MODEL = "model.keras"
+
+
+def accelerator() -> str:
+    """What the backend trains on, in words: 'cpu' or the first device's kind."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return "cpu" if device.platform == "cpu" else f"{device.platform}: {device.device_kind}"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"gpu: {len(gpus)} x {gpus[0].name}" if gpus else "cpu"
+    return "cpu"
+
+
+def _precision(config: TrainConfig) -> str:
+    wanted = config.mixed_precision
+    if wanted == "auto":
+        wanted = "off" if accelerator() == "cpu" else "bfloat16"
+    return "mixed_bfloat16" if wanted == "bfloat16" else "float32"
+
+
+def load_batches(dataset: Dataset, config: TrainConfig, worker: int = 0,
+                 workers: int = 1) -> tuple[TitleBatches, TitleBatches]:
+    """Train batches (this worker's shards) and the dev batches scored after each epoch."""
+    settings = dataset.manifest["settings"]
+    if config.body_len > settings["body_len"] or config.title_len > settings["title_len"]:
+        raise UserError(f"body_len {config.body_len} / title_len {config.title_len} exceed the "
+                        f"dataset's {settings['body_len']} / {settings['title_len']}; prepare "
+                        "with longer --body-len/--title-len or lower them")
+    train = TitleBatches(dataset.arrays("train", worker, workers), config.body_len, config.title_len,
+                         config.batch_size, config.seed)
+    dev = TitleBatches(dataset.arrays("dev"), config.body_len, config.title_len, config.batch_size,
+                       config.seed, limit=config.dev_examples)
+    if not train.examples or not dev.examples:
+        raise UserError(f"{config.dataset}: the train and dev splits must both hold issues "
+                        f"(train {train.examples}, dev {dev.examples})")
+    return train, dev
+
+
+def fit_data(batches: Iterator[tuple]) -> object:
+    """What `fit`/`evaluate` take: batch shapes vary (length buckets), which TensorFlow must be
+    told up front; JAX compiles once per shape and takes the iterator as it is."""
+    if keras.backend.backend() != "tensorflow":
+        return batches
+    import tensorflow as tf
+
+    ids = tf.TensorSpec((None, None), tf.int32)
+    return tf.data.Dataset.from_generator(lambda: batches, output_signature=((ids, ids), ids)).prefetch(2)
+
+
+def steps_per_epoch(config: TrainConfig, train: TitleBatches) -> int:
+    return min(config.steps_per_epoch or len(train), len(train))
+
+
+def compile_model(model: keras.Model, config: TrainConfig, total_steps: int) -> None:
+    warmup = min(config.warmup_steps, max(total_steps // 10, 1))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0, warmup_target=config.learning_rate, warmup_steps=warmup,
+        decay_steps=max(total_steps - warmup, 1), alpha=config.min_learning_rate_ratio)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
+                                       clipnorm=config.clip_norm)
+    # Decay only matrices: norms, biases and embeddings keep their scale.
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "embeddings"])
+    model.compile(optimizer=optimizer, loss=TitleLoss(config.label_smoothing))
+
+
+def save_inference_model(model: keras.Model, path: Path) -> None:
+    """The weights alone (no optimizer state): a third of the size, what a bundle ships."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    tmp = path.with_name(f".tmp-{path.name}")
+    copy.save(tmp)
+    tmp.replace(path)
+
+
+class _Run:
+    """The run directory: its config, its checkpoint and the state that says where it is."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        if storage.is_gcs(config.output):
+            raise UserError(f"{config.output}: the run directory must be local (a pod's volume); "
+                            "copy the finished model to gs:// afterwards")
+        self.config = config
+        self.folder = Path(config.output)
+        self.checkpoint = self.folder / CHECKPOINT
+
+    def start(self, dataset: Dataset) -> dict:
+        """The saved state when resuming, a fresh one otherwise."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config_file = self.folder / "config.json"
+        config = json.dumps(self.config.as_dict(), indent=2, sort_keys=True)
+        if config_file.exists() and json.loads(config_file.read_text()) != json.loads(config):
+            raise UserError(f"{self.folder} holds a run with a different config; pass a new output "
+                            "folder, or the same config to resume it")
+        config_file.write_text(config)
+        shutil.copyfile(dataset.tokenizer_path, self.folder / "tokenizer.json")  # a self-contained run
+        state_file = self.checkpoint / "state.json"
+        if state_file.exists():
+            state = json.loads(state_file.read_text())
+            log.info("resuming %s at epoch %d, batch %d", self.folder, state["epoch"] + 1, state["batch"])
+            return state
+        run = {"package_version": __version__, "keras_version": keras.__version__,
+               "backend": keras.backend.backend(), "accelerator": accelerator(),
+               "precision": _precision(self.config), "hardware": _hardware(),
+               "data_fingerprint": dataset.manifest["fingerprint"], "dataset": self.config.dataset,
+               "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+        (self.folder / "run.json").write_text(json.dumps(run, indent=2))
+        return {"epoch": 0, "batch": 0, "best_dev_loss": None, "bad_epochs": 0, "seconds": 0.0,
+                "history": []}
+
+    def save(self, model: keras.Model, state: dict) -> None:
+        """Model, optimizer and position, replaced as one folder so a kill leaves the old or the
+        new checkpoint, never half of one."""
+        tmp = self.folder / f".tmp-{CHECKPOINT}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        model.save(tmp / MODEL)
+        (tmp / "state.json").write_text(json.dumps(state, indent=2))
+        old = self.folder / f".old-{CHECKPOINT}"
+        shutil.rmtree(old, ignore_errors=True)
+        if self.checkpoint.exists():
+            self.checkpoint.rename(old)
+        tmp.rename(self.checkpoint)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def recover(self) -> None:
+        """A kill between the two renames in `save` leaves only `.old-checkpoint`."""
+        old = self.folder / f".old-{CHECKPOINT}"
+        if old.exists() and not self.checkpoint.exists():
+            old.rename(self.checkpoint)
+
+    def finish(self, state: dict, extra: dict) -> dict:
+        run = json.loads((self.folder / "run.json").read_text())
+        run["metrics"] = {"best_dev_loss": state["best_dev_loss"], "epochs": state["epoch"],
+                          "train_seconds": round(state["seconds"], 1), **extra}
+        (self.folder / "run.json").write_text(json.dumps(run, indent=2))
+        return run
+
+
+def _write_metrics(folder: Path, history: list[dict]) -> None:
+    """metrics.jsonl rewritten from the checkpoint's history, after the checkpoint: appending
+    before it left a line that a kill during the save made the resumed run write twice."""
+    tmp = folder / ".tmp-metrics.jsonl"
+    tmp.write_text("".join(json.dumps(line) + "\n" for line in history))
+    tmp.replace(folder / "metrics.jsonl")
+
+
+def _hardware() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {accelerator()}"
+
+
+class _StepCheckpoint(keras.callbacks.Callback):
+    """Saves every `every` batches and keeps count of the batches done in this epoch."""
+
+    def __init__(self, run: _Run, state: dict, every: int) -> None:
+        super().__init__()
+        self.run, self.state, self.every = run, state, every
+        self.started = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.state["batch"] += 1
+        if self.state["batch"] % self.every == 0:
+            self.save()
+
+    def save(self) -> None:
+        now = time.monotonic()
+        self.state["seconds"] += now - self.started
+        self.started = now
+        self.run.save(self.model, self.state)
+
+
+class _LogLines(keras.callbacks.Callback):
+    """Plain progress lines when the output is not a terminal (pods, CI, nohup)."""
+
+    def __init__(self, total: int, every: int = 50) -> None:
+        super().__init__()
+        self.total, self.every, self.started = total, every, time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if (batch + 1) % self.every == 0:
+            rate = (batch + 1) / (time.monotonic() - self.started)
+            log.info("batch %d/%d  loss %.4f  %.2f batches/s", batch + 1, self.total,
+                     (logs or {}).get("loss", float("nan")), rate)
+
+
+def _callbacks(run: _Run, checkpoint: _StepCheckpoint, steps: int) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = [checkpoint]
+    if not sys.stderr.isatty():
+        callbacks.append(_LogLines(steps))
+    if keras.backend.backend() == "tensorflow":
+        callbacks.append(keras.callbacks.TensorBoard(str(run.folder / "logs"), update_freq=100))
+    return callbacks
+
+
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) the run `config` describes; returns run.json's contents."""
+    dataset = open_dataset(config.dataset)
+    run = _Run(config)
+    # Checked before the run folder is written: a config.json left by a failed start would
+    # refuse the corrected command as "a different config".
+    train_batches, dev_batches = load_batches(dataset, config)
+    run.recover()
+    state = run.start(dataset)
+    _write_metrics(run.folder, state["history"])  # what a kill left may be ahead of the checkpoint
+    keras.mixed_precision.set_global_policy(_precision(config))
+    keras.utils.set_random_seed(config.seed)
+    steps = steps_per_epoch(config, train_batches)
+    model = build_model(config.model, dataset.manifest["vocab_size"])
+    compile_model(model, config, steps * config.epochs)
+    if (run.checkpoint / MODEL).exists():
+        # Weights and optimizer state go into the freshly compiled model: `load_model` would
+        # lose the optimizer's weight-decay exclusions, which Keras does not save.
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(run.checkpoint / MODEL)
+    log.info("%s: %s parameters, %d train / %d dev issues, %d steps per epoch", config.model.kind,
+             f"{model.count_params():,}", train_batches.examples, dev_batches.examples, steps)
+    checkpoint = _StepCheckpoint(run, state, config.checkpoint_steps)
+    verbose = 1 if sys.stderr.isatty() else 0
+    try:
+        while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+            epoch, skip = state["epoch"], state["batch"]
+            checkpoint.started = time.monotonic()
+            if skip < steps:
+                fit = model.fit(fit_data(train_batches.epoch(epoch, skip)), steps_per_epoch=steps - skip,
+                                initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False,
+                                callbacks=_callbacks(run, checkpoint, steps - skip))
+                train_loss = fit.history["loss"][-1]
+            else:
+                train_loss = None
+            dev_loss = float(model.evaluate(fit_data(dev_batches.epoch(0)), steps=len(dev_batches),
+                                            verbose=0))
+            best = state["best_dev_loss"]
+            improved = best is None or dev_loss < best
+            if improved:
+                save_inference_model(model, run.folder / MODEL)
+            state.update(epoch=epoch + 1, batch=0, best_dev_loss=dev_loss if improved else best,
+                         bad_epochs=0 if improved else state["bad_epochs"] + 1)
+            line = {"epoch": epoch + 1, "train_loss": train_loss, "dev_loss": dev_loss,
+                    "improved": improved}
+            state["history"].append(line)
+            log.info("epoch %d: train loss %s, dev loss %.4f%s", epoch + 1,
+                     "n/a" if train_loss is None else f"{train_loss:.4f}", dev_loss,
+                     " (best so far)" if improved else "")
+            checkpoint.save()
+            _write_metrics(run.folder, state["history"])
+    except KeyboardInterrupt:
+        checkpoint.save()
+        log.warning("interrupted: checkpoint saved at epoch %d, batch %d; rerun the same command "
+                    "to continue", state["epoch"] + 1, state["batch"])
+        raise
+    trained = train_batches.examples if config.steps_per_epoch == 0 else steps * config.batch_size
+    rate = trained * state["epoch"] / max(state["seconds"], 1e-9)
+    return run.finish(state, {"parameters": model.count_params(), "examples_per_second": round(rate, 1),
+                              "stopped_early": state["bad_epochs"] >= config.patience})

@@ -1,0 +1,199 @@
+"""Training across the workers of a cluster with `tf.distribute.MultiWorkerMirroredStrategy`.
+
+Keras 3.15's `fit` fails under this strategy (it reduces per-replica values and scalar losses
+with `strategy.reduce`), so the step is written out: every replica takes its own batch, its
+loss (TitleLoss, a mean over its real title tokens) is weighted by its share of all replicas'
+tokens so that the sum over replicas is the mean over every token of the global batch, and the
+optimizer sums the replicas' gradients. (Keras clips each replica's gradient before that sum, so
+`clip_norm` bounds each replica's share rather than the whole gradient as on one machine.)
+
+Every worker trains on its own shards and runs the same number of steps, derived from the
+manifest's shard sizes: a worker that stopped early would leave the others waiting in an
+all-reduce forever. The chief writes the run directory as `summarizer.train` does (config.json,
+run.json, metrics.jsonl, model.keras; no checkpoints); the other workers write nothing. A run
+does not resume: a restarted job starts over in the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from summarizer.batches import TitleBatches
+from summarizer.dataset import Dataset, open_dataset
+from summarizer.errors import UserError
+from summarizer.models import TitleLoss, build_model
+from summarizer.train import (
+    MODEL,
+    _precision,
+    _Run,
+    compile_model,
+    fit_data,
+    load_batches,
+    save_inference_model,
+)
+from summarizer.train_config import TrainConfig
+from training.cluster import Cluster
+
+log = logging.getLogger(__name__)
+LOG_EVERY = 50  # steps between progress lines
+SUM = tf.distribute.ReduceOp.SUM
+
+
+def lockstep_steps(dataset: Dataset, config: TrainConfig, cluster: Cluster, local_replicas: int) -> int:
+    """The steps every worker runs in an epoch: as many as the worker with the fewest train
+    batches can feed (a step takes one batch per local replica), at most `steps_per_epoch`.
+    Every worker computes it from the manifest alone, so all agree without talking."""
+    examples = [sum(shard["rows"] for shard in dataset.shards("train", worker, cluster.workers))
+                for worker in range(cluster.workers)]
+    fewest = min(-(-count // config.batch_size) for count in examples) // local_replicas
+    if fewest < 1:
+        shards = len(dataset.shards("train"))
+        raise UserError(f"{config.dataset}: worker {examples.index(min(examples))} of {cluster.workers} gets "
+                        f"{min(examples)} train issues ({shards} train shards, {local_replicas} replicas "
+                        "per worker); prepare with --shards at least the number of workers")
+    return min(config.steps_per_epoch or fewest, fewest)
+
+
+def _start_run(config: TrainConfig, dataset: Dataset, cluster: Cluster) -> _Run:
+    """The chief's run directory, fresh: a restarted job starts over rather than resuming."""
+    run = _Run(config)
+    if run.checkpoint.exists():
+        raise UserError(f"{run.folder} holds a single-machine run's checkpoint; resume it with "
+                        "'issue-summarizer train' or pass a new output folder")
+    run.start(dataset)
+    for stale in ("metrics.jsonl", MODEL):
+        (run.folder / stale).unlink(missing_ok=True)
+    info = json.loads((run.folder / "run.json").read_text())
+    info["workers"] = cluster.workers
+    (run.folder / "run.json").write_text(json.dumps(info, indent=2))
+    return run
+
+
+def _mean_loss(per_token: TitleLoss, targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """The mean over real title tokens. With reduction "none", Keras does not divide the
+    loss by the number of replicas as it does for a mean inside a strategy."""
+    return tf.reduce_mean(per_token(targets, logits))
+
+
+def _train_step(strategy: tf.distribute.Strategy, model: keras.Model,
+                per_token: TitleLoss) -> tf.types.experimental.Function:
+    """One step on every replica; returns the global loss and the examples trained on."""
+
+    def replica_step(inputs: tuple[tf.Tensor, tf.Tensor], targets: tf.Tensor) -> tf.Tensor:
+        tokens = tf.cast(tf.math.count_nonzero(targets), tf.float32)
+        all_tokens = tf.distribute.get_replica_context().all_reduce(SUM, tokens)
+        with tf.GradientTape() as tape:
+            loss = _mean_loss(per_token, targets, model(inputs, training=True)) * tokens / all_tokens
+        grads = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply(grads, model.trainable_variables)
+        return tf.stack([loss, tf.cast(tf.shape(targets)[0], tf.float32)])
+
+    @tf.function
+    def step(iterator: tf.distribute.DistributedIterator) -> tf.Tensor:
+        return strategy.reduce(SUM, strategy.run(replica_step, args=next(iterator)), axis=None)
+
+    return step
+
+
+def _agree(strategy: tf.distribute.Strategy) -> tf.types.experimental.Function:
+    """Whether any worker raised its flag, on every worker: how the chief's decision to stop
+    early (it alone scores dev) reaches the others."""
+
+    @tf.function
+    def agree(flag: tf.Tensor) -> tf.Tensor:
+        # tf.identity places the flag on the replica's device, which all_reduce needs.
+        per_replica = strategy.run(
+            lambda: tf.distribute.get_replica_context().all_reduce(SUM, tf.identity(flag)))
+        return strategy.experimental_local_results(per_replica)[0] > 0
+
+    return agree
+
+
+def _dev_scorer(model: keras.Model, per_token: TitleLoss) -> Callable[[TitleBatches], float]:
+    """Dev loss as Keras `evaluate` reports it: batch losses averaged with batch sizes as
+    weights. Runs on the chief alone, outside the strategy's collectives."""
+    ids = tf.TensorSpec((None, None), tf.int32)
+
+    @tf.function(input_signature=[ids, ids, ids])
+    def batch_loss(body: tf.Tensor, title_in: tf.Tensor, title_out: tf.Tensor) -> tf.Tensor:
+        return _mean_loss(per_token, title_out, model((body, title_in), training=False))
+
+    def score(batches: TitleBatches) -> float:
+        total = rows = 0.0
+        for (body, title_in), title_out in batches.epoch(0):
+            total += float(batch_loss(body, title_in, title_out)) * len(body)
+            rows += len(body)
+        return total / rows
+
+    return score
+
+
+def train_multiworker(config: TrainConfig, cluster: Cluster) -> dict | None:
+    """Train as this cluster member; the chief returns run.json's contents, the others None."""
+    if keras.backend.backend() != "tensorflow":
+        raise UserError(f"multi-worker training needs the TensorFlow backend, not "
+                        f"{keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow")
+    dataset = open_dataset(config.dataset)
+    lockstep_steps(dataset, config, cluster, 1)  # the same error on every worker, before any waits
+    run = _start_run(config, dataset, cluster) if cluster.is_chief else None
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    steps = lockstep_steps(dataset, config, cluster, strategy.num_replicas_in_sync // cluster.workers)
+    keras.mixed_precision.set_global_policy(_precision(config))
+    keras.utils.set_random_seed(config.seed)
+    train_batches, dev_batches = load_batches(dataset, config, cluster.index, cluster.workers)
+    with strategy.scope():
+        model = build_model(config.model, dataset.manifest["vocab_size"])
+        compile_model(model, config, steps * config.epochs)
+        model.optimizer.build(model.trainable_variables)  # no variables may be made inside a step
+    per_token = TitleLoss(config.label_smoothing, reduction="none")
+    step, score = _train_step(strategy, model, per_token), _dev_scorer(model, per_token)
+    agree = _agree(strategy)
+    log.info("worker %d of %d (%d replicas in all): %s parameters, %d train issues here, %d steps "
+             "per epoch", cluster.index, cluster.workers, strategy.num_replicas_in_sync,
+             f"{model.count_params():,}", train_batches.examples, steps)
+    state = {"epoch": 0, "best_dev_loss": None, "bad_epochs": 0, "seconds": 0.0}
+    examples, started, stopped = 0.0, time.monotonic(), False
+    while state["epoch"] < config.epochs and not stopped:
+        epoch = state["epoch"]
+        iterator = iter(strategy.distribute_datasets_from_function(
+            lambda _, epoch=epoch: fit_data(train_batches.epoch(epoch))))
+        losses = []
+        for done in range(1, steps + 1):
+            loss, rows = (float(value) for value in step(iterator))
+            losses.append(loss)
+            examples += rows
+            if done % LOG_EVERY == 0 or done == steps:
+                log.info("epoch %d step %d/%d loss %.4f", epoch + 1, done, steps, loss)
+        train_loss = float(sum(losses) / len(losses))
+        if run is not None:
+            _finish_epoch(run, state, model, train_loss, score(dev_batches))
+        else:
+            state["epoch"] += 1
+        stopped = bool(agree(tf.constant(float(state["bad_epochs"] >= config.patience))))
+    state["seconds"] = time.monotonic() - started
+    if run is None:
+        return None
+    return run.finish(state, {"parameters": model.count_params(),
+                              "examples_per_second": round(examples / max(state["seconds"], 1e-9), 1),
+                              "stopped_early": state["bad_epochs"] >= config.patience})
+
+
+def _finish_epoch(run: _Run, state: dict, model: keras.Model, train_loss: float, dev_loss: float) -> None:
+    """The chief's epoch end, as in `summarizer.train`: metrics line, model.keras if better."""
+    best = state["best_dev_loss"]
+    improved = best is None or dev_loss < best
+    if improved:
+        save_inference_model(model, run.folder / MODEL)
+    state.update(epoch=state["epoch"] + 1, best_dev_loss=dev_loss if improved else best,
+                 bad_epochs=0 if improved else state["bad_epochs"] + 1)
+    line = {"epoch": state["epoch"], "train_loss": train_loss, "dev_loss": dev_loss, "improved": improved}
+    with open(run.folder / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps(line) + "\n")
+    log.info("epoch %d: train loss %.4f, dev loss %.4f%s", state["epoch"], train_loss, dev_loss,
+             " (best so far)" if improved else "")
