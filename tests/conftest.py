@@ -23,6 +23,9 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -
     sys.path.insert(0, str(REPO_ROOT))
 
 from summarizer import storage  # noqa: E402
+from summarizer.ingest import ingest  # noqa: E402
+from summarizer.prepare import PrepareConfig, prepare  # noqa: E402
+from summarizer.splitting import SplitConfig  # noqa: E402
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
@@ -37,6 +40,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"../shared/data is absent: {SHARED_DATA} is not a directory")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example issues prepared once for the session (27 train, 3 dev issues; bodies of 64
+    and titles of 24 tokens): enough to train a tiny model for a few steps."""
+    folder = tmp_path_factory.mktemp("tiny")
+    records = folder / "issues.jsonl.gz"
+    ingest([str(REPO_ROOT / "examples" / "issues")], str(records), state_root=folder / "state")
+    config = PrepareConfig(vocab_size=400, body_len=64, title_len=24, shards=1,
+                           split=SplitConfig(dev_fraction=0.2, test_fraction=0.2, max_heldout_share=0.3))
+    prepare([str(records)], str(folder / "dataset"), config, workers=1)
+    return folder / "dataset"
 
 
 def _free_port() -> int:

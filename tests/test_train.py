@@ -1,0 +1,308 @@
+"""Training: the batches, the config checks, and `issue-summarizer train` run as a user runs it
+(a subprocess) on the tiny dataset: run folder, resuming after SIGKILL, refusals, JAX.
+
+The two TensorFlow runs share one config and differ only in output folder and checkpoint
+interval, so the run that was killed and resumed must end with the weights of the one that was not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from summarizer import __version__
+from summarizer.batches import BUCKET, TitleBatches
+from summarizer.cli import main
+from summarizer.errors import UserError
+from summarizer.models import load_model
+from summarizer.train import train
+from summarizer.train_config import load_config
+
+SCRIPT = Path(sys.executable).with_name("issue-summarizer")
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "summarizer.cli"]
+END = 3
+EPOCHS, STEPS = 2, 7  # 27 train issues in batches of 4
+# Tiny and deterministic (no dropout); a strong weight decay so that a resumed run decaying
+# other weights than the uninterrupted one shows in the comparison.
+CONFIG = """\
+body_len = 64
+title_len = 24
+batch_size = 4
+epochs = 2
+learning_rate = 0.01
+warmup_steps = 2
+weight_decay = 0.5
+patience = 5
+dev_examples = 8
+checkpoint_steps = 100
+
+[model]
+kind = "transformer"
+dim = 16
+hidden = 32
+heads = 2
+encoder_layers = 1
+decoder_layers = 1
+dropout = 0.0
+"""
+
+
+# --- batches -------------------------------------------------------------------------------
+
+
+def synthetic_shards(rows: int = 103) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Two shards of rows with random lengths; a body's first token is its row's id (1000 + row)."""
+    rng = np.random.default_rng(0)
+    bodies, titles = np.zeros((rows, 100), np.int32), np.zeros((rows, 20), np.int32)
+    for row in range(rows):
+        length = rng.integers(1, 101)
+        bodies[row, :length] = rng.integers(4, 1000, length)
+        bodies[row, 0] = 1000 + row
+        length = rng.integers(3, 21)
+        titles[row, :length] = [2, *rng.integers(4, 1000, length - 2), END]
+    return [(bodies[:60], titles[:60]), (bodies[60:], titles[60:])]
+
+
+def row_ids(batches: list) -> list[int]:
+    return [int(i) - 1000 for (body, _), _ in batches for i in body[:, 0]]
+
+
+@pytest.fixture(scope="module")
+def shards() -> list[tuple[np.ndarray, np.ndarray]]:
+    return synthetic_shards()
+
+
+def batches_of(shards: list[tuple[np.ndarray, np.ndarray]], seed: int = 5) -> TitleBatches:
+    return TitleBatches(shards, body_len=40, title_len=10, batch_size=8, seed=seed)
+
+
+def test_an_epoch_covers_every_row_once(shards: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    batches = batches_of(shards)
+    for epoch in (0, 1):
+        rows = list(batches.epoch(epoch))
+        assert len(rows) == len(batches) == 13
+        assert sorted(row_ids(rows)) == list(range(103))
+
+
+def test_order_depends_only_on_seed_and_epoch(shards: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    first, again = batches_of(shards), batches_of(shards)
+    orders = {epoch: row_ids(list(first.epoch(epoch))) for epoch in (0, 1)}
+    assert orders[0] != orders[1]
+    for epoch in (1, 0):  # asked in another order, from another instance
+        assert row_ids(list(again.epoch(epoch))) == orders[epoch]
+    assert row_ids(list(batches_of(shards, seed=6).epoch(0))) != orders[0]
+
+
+def test_skip_drops_exactly_the_first_batches(shards: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    batches = batches_of(shards)
+    whole, rest = list(batches.epoch(1)), list(batches.epoch(1, skip=3))
+    assert len(rest) == len(whole) - 3
+    for ((body, title_in), title_out), ((body2, title_in2), title_out2) in zip(whole[3:], rest, strict=True):
+        np.testing.assert_array_equal(body, body2)
+        np.testing.assert_array_equal(title_in, title_in2)
+        np.testing.assert_array_equal(title_out, title_out2)
+
+
+def test_batch_contents(shards: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Bodies cut to body_len and padded to a multiple of BUCKET; titles cut to title_len still
+    end with </s>; title_out is title_in shifted by one."""
+    bodies, titles = np.concatenate([b for b, _ in shards]), np.concatenate([t for _, t in shards])
+    cut = 0
+    for (body, title_in), title_out in batches_of(shards).epoch(0):
+        rows = body[:, 0] - 1000
+        lengths = (bodies[rows, :40] != 0).sum(axis=1)
+        assert body.shape[1] % BUCKET == 0 and lengths.max() <= body.shape[1] < lengths.max() + BUCKET
+        expected = np.pad(bodies[rows, :40], ((0, 0), (0, max(body.shape[1] - 40, 0))))[:, :body.shape[1]]
+        np.testing.assert_array_equal(body, expected)
+        np.testing.assert_array_equal(title_in[:, 1:], title_out[:, :-1])
+        assert title_in.shape[1] <= 9
+        for title, row in zip(np.concatenate([title_in[:, :1], title_out], axis=1), rows, strict=True):
+            original = titles[row][titles[row] != 0]
+            real = title[title != 0]
+            if len(original) > 10:
+                cut += 1
+                np.testing.assert_array_equal(real, [*original[:9], END])
+            else:
+                np.testing.assert_array_equal(real, original)
+            assert real[-1] == END and (title[len(real):] == 0).all()
+    assert cut > 20  # the cut case was exercised
+
+
+# --- config checks -------------------------------------------------------------------------
+
+
+def cli(args: list[str]) -> int:
+    """`main` in this process (no training starts), leaving the SIGTERM handler it sets as it was."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        return main(args)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.mark.parametrize(("content", "overrides", "message"), [
+    ("", ["epoch=3"], r"unknown config key 'epoch'; known keys: dataset, "),
+    ("", ["model.foo=1"], r"unknown config key 'model\.foo'"),
+    ('epochs = "three"\n', [], r"config key 'epochs' must be int, not str \('three'\)"),
+    ("", ["dataset=/nonexistent/dataset"], r"dataset '/nonexistent/dataset' is missing or unfinished"),
+    ("epochs = = 3\n", [], r"config\.toml: not valid TOML"),
+    (b"\x80\x81\xfe binary", [], r"config\.toml: not valid TOML"),
+    (None, [], r"missing\.toml: no such file or directory"),
+    ("", ["epochs"], r"override 'epochs' is not KEY=VALUE"),
+    ("", ["model=3"], r"config key 'model' must be a table"),
+    ("", ["model.heads=3"], r"model\.dim 256 must be even and divisible by model\.heads 3"),
+    ("", ["patience=0"], r"config key 'patience' must be at least 1"),
+    ("", ["body_len=65"], r"body_len 65 / title_len 24 exceed the dataset's 64 / 24"),
+])
+def test_bad_configs_are_one_clear_error(content: str | bytes | None, overrides: list[str], message: str,
+                                         tiny_dataset: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / ("missing.toml" if content is None else "config.toml")
+    if content is not None:
+        config.write_bytes(content.encode() if isinstance(content, str) else content)
+    output = tmp_path / "run"
+    args = [f"dataset={tiny_dataset}", f"output={output}", *overrides]
+    assert cli(["train", "--config", str(config), *args]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("issue-summarizer: error: "), lines
+    assert re.search(message, lines[0]), lines[0]
+    with pytest.raises(UserError, match=message):
+        train(load_config(str(config), args))
+    assert not output.exists()  # nothing that a corrected rerun would trip over
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def command(dataset: Path, config: Path, output: Path, *overrides: str) -> list[str]:
+    return [*COMMAND, "train", "--config", str(config), f"dataset={dataset}", f"output={output}", *overrides]
+
+
+def environment(backend: str = "tensorflow") -> dict[str, str]:
+    return {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+
+
+def run(args: list[str], backend: str = "tensorflow") -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, env=environment(backend), capture_output=True, text=True, timeout=400,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tiny.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_dataset: Path, config_file: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One uninterrupted 2-epoch run: (its folder, the finished process)."""
+    output = tmp_path_factory.mktemp("finished") / "run"
+    return output, run(command(tiny_dataset, config_file, output))
+
+
+def test_run_folder(finished: tuple[Path, subprocess.CompletedProcess[str]], tiny_dataset: Path) -> None:
+    output, result = finished
+    config = json.loads((output / "config.json").read_text())
+    assert config["epochs"] == EPOCHS and config["model"]["dim"] == 16
+    assert config["dataset"] == str(tiny_dataset)
+    info = json.loads((output / "run.json").read_text())
+    manifest = json.loads((tiny_dataset / "dataset.json").read_text())
+    assert info["data_fingerprint"] == manifest["fingerprint"]
+    assert info["package_version"] == __version__ and info["backend"] == "tensorflow"
+    lines = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2]
+    metrics = info["metrics"]
+    assert json.loads(result.stdout) == metrics  # what the command prints
+    assert metrics["epochs"] == EPOCHS and metrics["stopped_early"] is False
+    assert metrics["best_dev_loss"] == min(line["dev_loss"] for line in lines)
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    model = load_model(output / "model.keras")
+    assert metrics["parameters"] == model.count_params()
+    out = model((np.ones((2, 16), "int32"), np.full((2, 5), 2, "int32")), training=False)
+    assert tuple(out.shape) == (2, 5, 400)
+    assert json.loads((output / "checkpoint" / "state.json").read_text())["epoch"] == EPOCHS
+
+
+def test_rerun_with_another_config_is_refused(finished: tuple[Path, subprocess.CompletedProcess[str]],
+                                              tiny_dataset: Path, config_file: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    output, _ = finished
+    saved = (output / "config.json").read_text()
+    assert cli(command(tiny_dataset, config_file, output, "epochs=3")[len(COMMAND):]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (f"issue-summarizer: error: {output} holds a run with a different config; pass a new "
+                     "output folder, or the same config to resume it")
+    assert (output / "config.json").read_text() == saved
+
+
+def _state(output: Path) -> dict | None:
+    """The checkpoint's position, or None while there is none (or it is being replaced)."""
+    try:
+        return json.loads((output / "checkpoint" / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def test_resume_after_sigkill_continues_where_it_stopped(
+        finished: tuple[Path, subprocess.CompletedProcess[str]], tiny_dataset: Path, config_file: Path,
+        tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    args = command(tiny_dataset, config_file, output, "checkpoint_steps=2")
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(args, env=environment(), stdout=log, stderr=log, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while process.poll() is None and time.monotonic() < deadline:
+                state = _state(output)
+                if state and state["batch"] > 0:
+                    break
+                time.sleep(0.02)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
+    if _state(output) is None:  # killed between the renames of a checkpoint save
+        (output / ".old-checkpoint").rename(output / "checkpoint")
+    state = _state(output)
+    assert state["epoch"] < EPOCHS and state["batch"] > 0, state  # stopped mid-epoch
+    assert (output / "metrics.jsonl").read_text().count("\n") == state["epoch"]
+    # What a kill during an epoch-end save may leave: a line for an epoch the checkpoint lacks.
+    with open(output / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"epoch": state["epoch"] + 1, "stale": True}) + "\n")
+
+    result = run(args)
+    assert f"resuming {output} at epoch {state['epoch'] + 1}, batch {state['batch']}" in result.stderr
+    lines = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2] and not any("stale" in line for line in lines)
+    assert json.loads(result.stdout)["epochs"] == EPOCHS
+    # Every batch trained exactly once, with the same optimizer settings: the same model as the
+    # run that was never stopped.
+    resumed, uninterrupted = (load_model(folder / "checkpoint" / "model.keras")
+                              for folder in (output, finished[0]))
+    assert int(resumed.optimizer.iterations) == int(uninterrupted.optimizer.iterations) == EPOCHS * STEPS
+    for a, b in zip(resumed.get_weights(), uninterrupted.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_jax_backend_trains(tiny_dataset: Path, config_file: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    run(command(tiny_dataset, config_file, output, "epochs=1", "steps_per_epoch=3", "checkpoint_steps=2"),
+        backend="jax")
+    assert json.loads((output / "run.json").read_text())["backend"] == "jax"
+    assert (output / "metrics.jsonl").read_text().count("\n") == 1
+    model = load_model(output / "model.keras")  # saved under JAX, loaded here under TensorFlow
+    assert tuple(model((np.ones((1, 16), "int32"), np.full((1, 3), 2, "int32"))).shape) == (1, 3, 400)
