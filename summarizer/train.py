@@ -56,7 +56,7 @@ def accelerator() -> str:
     return "cpu"
 
 
-def _precision(config: TrainConfig) -> str:
+def precision_policy(config: TrainConfig) -> str:
     wanted = config.mixed_precision
     if wanted == "auto":
         wanted = "off" if accelerator() == "cpu" else "bfloat16"
@@ -117,7 +117,7 @@ def save_inference_model(model: keras.Model, path: Path) -> None:
     tmp.replace(path)
 
 
-class _Run:
+class Run:
     """The run directory: its config, its checkpoint and the state that says where it is."""
 
     def __init__(self, config: TrainConfig) -> None:
@@ -145,7 +145,7 @@ class _Run:
             return state
         run = {"package_version": __version__, "keras_version": keras.__version__,
                "backend": keras.backend.backend(), "accelerator": accelerator(),
-               "precision": _precision(self.config), "hardware": _hardware(),
+               "precision": precision_policy(self.config), "hardware": _hardware(),
                "data_fingerprint": dataset.manifest["fingerprint"], "dataset": self.config.dataset,
                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
         (self.folder / "run.json").write_text(json.dumps(run, indent=2))
@@ -196,7 +196,7 @@ def _hardware() -> str:
 class _StepCheckpoint(keras.callbacks.Callback):
     """Saves every `every` batches and keeps count of the batches done in this epoch."""
 
-    def __init__(self, run: _Run, state: dict, every: int) -> None:
+    def __init__(self, run: Run, state: dict, every: int) -> None:
         super().__init__()
         self.run, self.state, self.every = run, state, every
         self.started = time.monotonic()
@@ -227,7 +227,26 @@ class _LogLines(keras.callbacks.Callback):
                      (logs or {}).get("loss", float("nan")), rate)
 
 
-def _callbacks(run: _Run, checkpoint: _StepCheckpoint, steps: int) -> list[keras.callbacks.Callback]:
+def record_epoch(run: Run, state: dict, model: keras.Model, train_loss: float | None,
+                 dev_loss: float) -> None:
+    """An epoch's end, the same on one machine and on a cluster's chief: model.keras when the
+    dev loss improved, the early-stopping count, and the metrics line."""
+    best = state["best_dev_loss"]
+    improved = best is None or dev_loss < best
+    if improved:
+        save_inference_model(model, run.folder / MODEL)
+    epoch = state["epoch"] + 1
+    state.update(epoch=epoch, batch=0, best_dev_loss=dev_loss if improved else best,
+                 bad_epochs=0 if improved else state["bad_epochs"] + 1)
+    state["history"].append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev_loss,
+                             "improved": improved})
+    _write_metrics(run.folder, state["history"])
+    log.info("epoch %d: train loss %s, dev loss %.4f%s", epoch,
+             "n/a" if train_loss is None else f"{train_loss:.4f}", dev_loss,
+             " (best so far)" if improved else "")
+
+
+def _callbacks(run: Run, checkpoint: _StepCheckpoint, steps: int) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [checkpoint]
     if not sys.stderr.isatty():
         callbacks.append(_LogLines(steps))
@@ -239,14 +258,14 @@ def _callbacks(run: _Run, checkpoint: _StepCheckpoint, steps: int) -> list[keras
 def train(config: TrainConfig) -> dict:
     """Train (or resume) the run `config` describes; returns run.json's contents."""
     dataset = open_dataset(config.dataset)
-    run = _Run(config)
+    run = Run(config)
     # Checked before the run folder is written: a config.json left by a failed start would
     # refuse the corrected command as "a different config".
     train_batches, dev_batches = load_batches(dataset, config)
     run.recover()
     state = run.start(dataset)
     _write_metrics(run.folder, state["history"])  # what a kill left may be ahead of the checkpoint
-    keras.mixed_precision.set_global_policy(_precision(config))
+    keras.mixed_precision.set_global_policy(precision_policy(config))
     keras.utils.set_random_seed(config.seed)
     steps = steps_per_epoch(config, train_batches)
     model = build_model(config.model, dataset.manifest["vocab_size"])
@@ -273,20 +292,8 @@ def train(config: TrainConfig) -> dict:
                 train_loss = None
             dev_loss = float(model.evaluate(fit_data(dev_batches.epoch(0)), steps=len(dev_batches),
                                             verbose=0))
-            best = state["best_dev_loss"]
-            improved = best is None or dev_loss < best
-            if improved:
-                save_inference_model(model, run.folder / MODEL)
-            state.update(epoch=epoch + 1, batch=0, best_dev_loss=dev_loss if improved else best,
-                         bad_epochs=0 if improved else state["bad_epochs"] + 1)
-            line = {"epoch": epoch + 1, "train_loss": train_loss, "dev_loss": dev_loss,
-                    "improved": improved}
-            state["history"].append(line)
-            log.info("epoch %d: train loss %s, dev loss %.4f%s", epoch + 1,
-                     "n/a" if train_loss is None else f"{train_loss:.4f}", dev_loss,
-                     " (best so far)" if improved else "")
+            record_epoch(run, state, model, train_loss, dev_loss)
             checkpoint.save()
-            _write_metrics(run.folder, state["history"])
     except KeyboardInterrupt:
         checkpoint.save()
         log.warning("interrupted: checkpoint saved at epoch %d, batch %d; rerun the same command "

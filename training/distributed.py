@@ -30,12 +30,12 @@ from summarizer.errors import UserError
 from summarizer.models import TitleLoss, build_model
 from summarizer.train import (
     MODEL,
-    _precision,
-    _Run,
+    Run,
     compile_model,
     fit_data,
     load_batches,
-    save_inference_model,
+    precision_policy,
+    record_epoch,
 )
 from summarizer.train_config import TrainConfig
 from training.cluster import Cluster
@@ -60,9 +60,9 @@ def lockstep_steps(dataset: Dataset, config: TrainConfig, cluster: Cluster, loca
     return min(config.steps_per_epoch or fewest, fewest)
 
 
-def _start_run(config: TrainConfig, dataset: Dataset, cluster: Cluster) -> _Run:
+def _start_run(config: TrainConfig, dataset: Dataset, cluster: Cluster) -> Run:
     """The chief's run directory, fresh: a restarted job starts over rather than resuming."""
-    run = _Run(config)
+    run = Run(config)
     if run.checkpoint.exists():
         raise UserError(f"{run.folder} holds a single-machine run's checkpoint; resume it with "
                         "'issue-summarizer train' or pass a new output folder")
@@ -144,7 +144,7 @@ def train_multiworker(config: TrainConfig, cluster: Cluster) -> dict | None:
     run = _start_run(config, dataset, cluster) if cluster.is_chief else None
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     steps = lockstep_steps(dataset, config, cluster, strategy.num_replicas_in_sync // cluster.workers)
-    keras.mixed_precision.set_global_policy(_precision(config))
+    keras.mixed_precision.set_global_policy(precision_policy(config))
     keras.utils.set_random_seed(config.seed)
     train_batches, dev_batches = load_batches(dataset, config, cluster.index, cluster.workers)
     with strategy.scope():
@@ -157,7 +157,7 @@ def train_multiworker(config: TrainConfig, cluster: Cluster) -> dict | None:
     log.info("worker %d of %d (%d replicas in all): %s parameters, %d train issues here, %d steps "
              "per epoch", cluster.index, cluster.workers, strategy.num_replicas_in_sync,
              f"{model.count_params():,}", train_batches.examples, steps)
-    state = {"epoch": 0, "best_dev_loss": None, "bad_epochs": 0, "seconds": 0.0}
+    state = {"epoch": 0, "batch": 0, "best_dev_loss": None, "bad_epochs": 0, "seconds": 0.0, "history": []}
     examples, started, stopped = 0.0, time.monotonic(), False
     while state["epoch"] < config.epochs and not stopped:
         epoch = state["epoch"]
@@ -172,7 +172,7 @@ def train_multiworker(config: TrainConfig, cluster: Cluster) -> dict | None:
                 log.info("epoch %d step %d/%d loss %.4f", epoch + 1, done, steps, loss)
         train_loss = float(sum(losses) / len(losses))
         if run is not None:
-            _finish_epoch(run, state, model, train_loss, score(dev_batches))
+            record_epoch(run, state, model, train_loss, score(dev_batches))
         else:
             state["epoch"] += 1
         stopped = bool(agree(tf.constant(float(state["bad_epochs"] >= config.patience))))
@@ -182,18 +182,3 @@ def train_multiworker(config: TrainConfig, cluster: Cluster) -> dict | None:
     return run.finish(state, {"parameters": model.count_params(),
                               "examples_per_second": round(examples / max(state["seconds"], 1e-9), 1),
                               "stopped_early": state["bad_epochs"] >= config.patience})
-
-
-def _finish_epoch(run: _Run, state: dict, model: keras.Model, train_loss: float, dev_loss: float) -> None:
-    """The chief's epoch end, as in `summarizer.train`: metrics line, model.keras if better."""
-    best = state["best_dev_loss"]
-    improved = best is None or dev_loss < best
-    if improved:
-        save_inference_model(model, run.folder / MODEL)
-    state.update(epoch=state["epoch"] + 1, best_dev_loss=dev_loss if improved else best,
-                 bad_epochs=0 if improved else state["bad_epochs"] + 1)
-    line = {"epoch": state["epoch"], "train_loss": train_loss, "dev_loss": dev_loss, "improved": improved}
-    with open(run.folder / "metrics.jsonl", "a") as handle:
-        handle.write(json.dumps(line) + "\n")
-    log.info("epoch %d: train loss %.4f, dev loss %.4f%s", state["epoch"], train_loss, dev_loss,
-             " (best so far)" if improved else "")
