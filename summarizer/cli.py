@@ -260,12 +260,16 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from summarizer.evaluate import evaluate, markdown, write_report
 
     decoding = decode_config(args)
+    names = [Path(folder.rstrip("/")).name for folder in args.model]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # a report keys scores by folder name: one would silently replace the other
+        raise UserError(f"several --model folders are named {', '.join(map(repr, repeated))}; "
+                        "a report names each model by its folder, so give them distinct names")
     predictors = {}
-    for folder in args.model:
+    for name, folder in zip(names, args.model, strict=True):
         from summarizer.titles import KerasTitler
 
         titler = KerasTitler.load(folder)
-        name = Path(folder.rstrip("/")).name
         predictors[name] = lambda bodies, t=titler: t.titles(list(bodies), decoding)
     report = evaluate(args.dataset, args.split, predictors=predictors, examples=args.examples,
                       limit=args.limit or 0)

@@ -23,7 +23,13 @@ FILES = ("model.keras", "tokenizer.json")
 
 
 def _evaluation(report_path: str, name: str) -> dict:
-    report = json.loads(storage.read_bytes(report_path))
+    try:
+        report = json.loads(storage.read_bytes(report_path))
+    except ValueError:  # not JSON, or not text at all
+        report = None
+    if not isinstance(report, dict) or not isinstance(report.get("scores"), dict):
+        raise UserError(f"{report_path}: not a report from issue-summarizer evaluate (no scores); pass "
+                        "the .json that evaluate -o wrote")
     if name not in report["scores"]:
         raise UserError(f"{report_path} has no scores for {name!r} (it has {', '.join(report['scores'])}); "
                         "evaluate with --model pointing at this run")
@@ -55,6 +61,10 @@ def export(run_dir: str, output: str, report: str | None = None) -> dict:
     missing = [name for name in (*FILES, "config.json", "run.json") if not (run / name).exists()]
     if missing:
         raise UserError(f"{run_dir}: not a finished training run (missing {', '.join(missing)})")
+    # The output folder is replaced whole, so it must neither be the run nor hold it.
+    if not storage.is_gcs(output) and run.resolve().is_relative_to(Path(output).resolve()):
+        raise UserError(f"{output}: exporting there would replace the run {run_dir}; choose another "
+                        "output folder")
     config = json.loads((run / "config.json").read_text())
     info = json.loads((run / "run.json").read_text())
     manifest = {

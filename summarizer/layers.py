@@ -112,7 +112,11 @@ class Attention(keras.layers.Layer):
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
         scores = ops.where(mask[:, None], scores, ops.cast(-1e9 if scores.dtype == "float32" else -3e4,
                                                            scores.dtype))
-        weights = self.drop(ops.softmax(scores, axis=-1), training=training)
+        # Zeroing the masked keys again matters only for a query with no key at all (an empty
+        # body): it then reads nothing, instead of an average over however much padding its
+        # batch happens to have.
+        weights = ops.softmax(scores, axis=-1) * ops.cast(mask[:, None], scores.dtype)
+        weights = self.drop(weights, training=training)
         heads = ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         return self.output_projection(ops.reshape(heads, (batch, length, self.dim)))

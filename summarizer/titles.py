@@ -64,9 +64,11 @@ class KerasTitler:
     def load(cls, folder: str) -> KerasTitler:
         path = Path(folder)
         config_file = path / "config.json"
-        if not (path / "model.keras").exists() or not (path / "tokenizer.json").exists():
-            raise UserError(f"{folder}: not a model folder (needs model.keras and tokenizer.json; "
-                            "a finished training run or an exported model has both)")
+        has_config = config_file.exists() or (path / MANIFEST).exists()
+        if not ((path / "model.keras").exists() and (path / "tokenizer.json").exists() and has_config):
+            raise UserError(f"{folder}: not a model folder (needs model.keras, tokenizer.json and "
+                            "config.json or manifest.json; a finished training run or an exported "
+                            "model has them)")
         config = verify(path)["config"] if (path / MANIFEST).exists() else json.loads(config_file.read_text())
         model = load_model(path / "model.keras")
         return cls(model, Tokenizer.from_file(str(path / "tokenizer.json")), config["body_len"],

@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository root, the shared data folder, and a Cloud Storage emulator."""
+"""Shared fixtures: the repository root, the shared data folder, a tiny dataset and a tiny
+training run made from it, and a Cloud Storage emulator."""
 
 from __future__ import annotations
 
@@ -53,6 +54,53 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            split=SplitConfig(dev_fraction=0.2, test_fraction=0.2, max_heldout_share=0.3))
     prepare([str(records)], str(folder / "dataset"), config, workers=1)
     return folder / "dataset"
+
+
+# A tiny deterministic transformer (no dropout), one short epoch: enough to decode and export.
+TINY_RUN_CONFIG = """\
+body_len = 64
+title_len = 24
+batch_size = 4
+epochs = 1
+steps_per_epoch = 4
+learning_rate = 0.01
+warmup_steps = 1
+dev_examples = 8
+checkpoint_steps = 100
+
+[model]
+kind = "transformer"
+dim = 16
+hidden = 32
+heads = 2
+encoder_layers = 1
+decoder_layers = 1
+dropout = 0.0
+"""
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    folder: Path  # the finished run directory
+    command: str  # the train command line that made it, as run.json records it
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """One finished training run on `tiny_dataset`, trained by the console script (as a user
+    runs it) once for the session: decoding, evaluation and export tests all read it."""
+    folder = tmp_path_factory.mktemp("runs")
+    config = folder / "tiny.toml"
+    config.write_text(TINY_RUN_CONFIG)
+    output = folder / "tiny-transformer"
+    script = Path(sys.executable).with_name("issue-summarizer")
+    args = ["train", "--config", str(config), f"dataset={tiny_dataset}", f"output={output}"]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=400,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TinyRun(output, " ".join([script.name, *args]))
 
 
 def _free_port() -> int:

@@ -1,0 +1,174 @@
+"""`issue-summarizer export`: the session's tiny training run turned into a model folder whose
+manifest says what it is, loading it back (a changed byte is caught), refusals, and gs://."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import TinyRun
+
+from summarizer import __version__, storage
+from summarizer.cli import main
+from summarizer.decoding import DecodeConfig
+from summarizer.errors import UserError
+from summarizer.export import export
+from summarizer.models import HYPERPARAMETERS
+from summarizer.titles import KerasTitler
+
+BASELINES = {"first-sentence", "first-8-words"}
+FILES = {"model.keras", "tokenizer.json", "manifest.json"}
+
+
+def cli(args: list[str]) -> int:
+    """`main` in this process, leaving the SIGTERM handler it sets as it was."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        return main(args)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("issue-summarizer: error: "), lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run: TinyRun, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """evaluate's JSON report scoring the run (on one dev issue, short titles: it only has to exist)."""
+    output = tmp_path_factory.mktemp("reports") / "dev"
+    assert cli(["evaluate", str(tiny_dataset), "--split", "dev", "--model", str(tiny_run.folder),
+                "--limit", "1", "--max-length", "3", "-o", str(output), "-q"]) == 0
+    return output.with_suffix(".json")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run: TinyRun, report: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(the exported folder, what the command printed)."""
+    output = tmp_path_factory.mktemp("models") / "tiny"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli(["export", str(tiny_run.folder), "-o", str(output), "--report", str(report), "-q"]) == 0
+    return output, printed.getvalue()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_manifest_says_what_the_model_is(exported: tuple[Path, str], tiny_run: TinyRun,
+                                         tiny_dataset: Path, report: Path) -> None:
+    folder, printed = exported
+    assert {p.name for p in folder.iterdir()} == FILES  # nothing staged is left over
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["files"] == {name: sha256(folder / name) for name in ("model.keras", "tokenizer.json")}
+    assert json.loads(printed) == {"output": str(folder), "files": manifest["files"]}
+    assert (folder / "model.keras").read_bytes() == (tiny_run.folder / "model.keras").read_bytes()
+    config = json.loads((tiny_run.folder / "config.json").read_text())
+    assert manifest["config"] == config
+    assert manifest["format_version"] == 1 and manifest["created_by"] == f"issue-summarizer {__version__}"
+    assert manifest["architecture"] == "transformer"
+    kind_keys = HYPERPARAMETERS["transformer"]
+    assert manifest["hyperparameters"] == {key: config["model"][key] for key in kind_keys}
+    assert manifest["hyperparameters"]["dim"] == 16 and "units" not in manifest["hyperparameters"]
+    assert manifest["max_lengths"] == {"body_tokens": 64, "title_tokens": 24}
+    assert manifest["special_tokens"] == {"pad": "<pad>", "unk": "<unk>", "start": "<s>", "end": "</s>"}
+    dataset = json.loads((tiny_dataset / "dataset.json").read_text())
+    assert manifest["data_fingerprint"] == dataset["fingerprint"]
+    assert manifest["data"] == {"dataset": str(tiny_dataset), "settings": dataset["settings"]}
+    training = manifest["training"]
+    assert training["command"] == tiny_run.command
+    assert training["metrics"]["epochs"] == 1 and training["backend"] == "tensorflow"
+    evaluation, scored = manifest["evaluation"], json.loads(report.read_text())
+    assert evaluation["model"] == tiny_run.folder.name
+    assert set(evaluation["scores"]) == BASELINES | {tiny_run.folder.name}
+    assert evaluation["scores"] == scored["scores"]
+    assert evaluation["decoding"]["max_length"] == 3 and evaluation["issues"] == 1
+
+
+def test_exported_folder_loads_and_decodes(exported: tuple[Path, str]) -> None:
+    """No config.json there: the manifest's config serves (the model is the run's, byte for byte)."""
+    loaded = KerasTitler.load(str(exported[0]))
+    assert (loaded.name, loaded.body_len) == ("transformer", 64)
+    titles = loaded.titles(["Crash on startup after upgrading", "The export button does nothing."],
+                           DecodeConfig(max_length=3))
+    assert len(titles) == 2 and all(isinstance(title, str) for title in titles)
+
+
+@pytest.mark.parametrize("name", ["model.keras", "tokenizer.json"])
+def test_a_changed_byte_is_caught_on_load(exported: tuple[Path, str], tmp_path: Path, tiny_dataset: Path,
+                                          name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "tampered"
+    shutil.copytree(exported[0], folder)
+    data = bytearray((folder / name).read_bytes())
+    data[len(data) // 2] ^= 1
+    (folder / name).write_bytes(bytes(data))
+    message = rf"{name} differs from the manifest \(sha256\)"
+    with pytest.raises(UserError, match=message):
+        KerasTitler.load(str(folder))
+    assert cli(["evaluate", str(tiny_dataset), "--split", "dev", "--model", str(folder)]) == 1
+    assert message.replace("\\", "") in one_error_line(capsys)
+
+
+def test_export_refuses_an_unfinished_run(tiny_run: TinyRun, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A run stopped before its first epoch ended has no model.keras yet."""
+    run = tmp_path / "stopped"
+    run.mkdir()
+    for name in ("config.json", "run.json", "tokenizer.json"):
+        shutil.copyfile(tiny_run.folder / name, run / name)
+    output = tmp_path / "out"
+    with pytest.raises(UserError, match=r"stopped: not a finished training run \(missing model\.keras\)"):
+        export(str(run), str(output))
+    assert cli(["export", str(run), "-o", str(output)]) == 1
+    assert one_error_line(capsys) == (f"issue-summarizer: error: {run}: not a finished training run "
+                                      "(missing model.keras)")
+    assert cli(["export", str(tmp_path / "nowhere"), "-o", str(output)]) == 1
+    assert "missing model.keras, tokenizer.json, config.json, run.json" in one_error_line(capsys)
+    assert not output.exists()
+
+
+def test_a_report_without_this_model_is_refused(tiny_run: TinyRun, tiny_dataset: Path,
+                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baselines_only = tmp_path / "baselines"
+    assert cli(["evaluate", str(tiny_dataset), "--split", "dev", "-o", str(baselines_only), "-q"]) == 0
+    capsys.readouterr()
+    output = tmp_path / "out"
+    assert cli(["export", str(tiny_run.folder), "-o", str(output), "--report", f"{baselines_only}.json"]) == 1
+    assert one_error_line(capsys) == (
+        f"issue-summarizer: error: {baselines_only}.json has no scores for 'tiny-transformer' (it has "
+        "first-sentence, first-8-words); evaluate with --model pointing at this run")
+    # prepare's report.json is easy to pass by mistake: it is no evaluate report at all.
+    assert cli(["export", str(tiny_run.folder), "-o", str(output),
+                "--report", str(tiny_dataset / "report.json")]) == 1
+    assert "not a report from issue-summarizer evaluate" in one_error_line(capsys)
+    assert not output.exists()
+
+
+def test_export_never_replaces_its_own_run(tiny_run: TinyRun, tmp_path: Path) -> None:
+    """The output folder is replaced whole: the run (or a folder holding it) must not be it."""
+    run = tmp_path / "runs" / "copy"
+    shutil.copytree(tiny_run.folder, run)
+    for output in (run, run.parent):
+        with pytest.raises(UserError, match="would replace the run"):
+            export(str(run), str(output))
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in tiny_run.folder.iterdir())
+
+
+def test_export_to_cloud_storage(tiny_run: TinyRun, report: Path, gcs_bucket: str) -> None:
+    destination = f"{gcs_bucket}/models/tiny"
+    manifest = export(str(tiny_run.folder), destination, str(report))
+    assert storage.list_files(destination) == sorted(f"{destination}/{name}" for name in FILES)
+    assert json.loads(storage.read_bytes(f"{destination}/manifest.json")) == manifest
+    model = storage.read_bytes(f"{destination}/model.keras")
+    assert hashlib.sha256(model).hexdigest() == manifest["files"]["model.keras"]
+    assert model == (tiny_run.folder / "model.keras").read_bytes()
