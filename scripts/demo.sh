@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's first command: set everything up, then run the data pipeline end to end on
-# the project's own example issues and show what it produced.
+# The README's first command: set everything up, run the data pipeline end to end on the
+# project's own example issues, show what it produced, and score the shipped model's titles
+# for those issues next to the real ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
@@ -11,4 +12,6 @@ out=build/demo
   --split-seed h -q >/dev/null  # seed h: few repositories, so pick one that fills every split
 .venv/bin/issue-summarizer show "$out/dataset" --rows 2
 echo
+.venv/bin/issue-summarizer evaluate "$out/issues.jsonl.gz" --model models/default --beams 4 \
+  --no-repeat-ngram 2 --examples 6 -q
 echo "Records: $out/issues.jsonl.gz   Dataset: $out/dataset (report.json, dataset.json, tokenizer.json, *.npy)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -310,6 +311,7 @@ RUNNERS = {"ingest": _run_ingest, "prepare": _run_prepare, "show": _run_show,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notes are noise here
     signal.signal(signal.SIGTERM, _interrupt)  # a stopped pod ends like Ctrl-C: cleanly
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)

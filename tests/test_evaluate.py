@@ -49,6 +49,20 @@ def test_partial_overlap_matches_hand_computed_rouge() -> None:
     assert result["rougeL"] == pytest.approx(66.67, abs=0.01)
 
 
+def test_bleu_matches_hand_computed_value() -> None:
+    # 4 of 5 unigrams, 2 of 4 bigrams, 1 of 3 trigrams, 0 of 2 4-grams match; sacrebleu's
+    # default "exp" smoothing puts 1/2 in for the zero count; no brevity penalty (5 vs 5 words).
+    result = score(["a crash when saving files"], ["a crash when opening files"])
+    expected = 100 * (4 / 5 * 2 / 4 * 1 / 3 * (1 / 2) / 2) ** 0.25
+    assert result["bleu"] == pytest.approx(expected, abs=0.01)
+
+
+def test_empty_and_repeating_titles_are_counted() -> None:
+    result = score(["", "Crash crash on start", "Crash on start"], ["a", "b", "c"])
+    assert result["empty"] == pytest.approx(33.33, abs=0.01)
+    assert result["repeated_word"] == pytest.approx(33.33, abs=0.01)
+
+
 def test_score_rejects_mismatched_lists_and_handles_none() -> None:
     with pytest.raises(ValueError, match="2 predictions for 1 references"):
         score(["a", "b"], ["a"])

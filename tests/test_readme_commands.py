@@ -20,7 +20,7 @@ def test_demo_command_runs_the_pipeline_and_shows_it() -> None:
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "wrote 38 issues" in run.stderr
-    for line in ("read 38 issues, kept 33", "train ", "dev ", "test ", "title: "):
+    for line in ("read 38 issues, kept 33", "train ", "dev ", "test ", "title: ", "| default |"):
         assert line in run.stdout, line
     assert "Traceback" not in run.stderr
     assert (REPO_ROOT / "build" / "demo" / "dataset" / "dataset.json").exists()
