@@ -8,14 +8,13 @@ import hashlib
 import io
 import json
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
+from cli_in_process import cli
 from conftest import TinyRun
 
 from summarizer import __version__, storage
-from summarizer.cli import main
 from summarizer.decoding import DecodeConfig
 from summarizer.errors import UserError
 from summarizer.export import export
@@ -25,14 +24,6 @@ from summarizer.titles import KerasTitler
 BASELINES = {"first-sentence", "first-8-words"}
 FILES = {"model.keras", "tokenizer.json", "manifest.json"}
 
-
-def cli(args: list[str]) -> int:
-    """`main` in this process, leaving the SIGTERM handler it sets as it was."""
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        return main(args)
-    finally:
-        signal.signal(signal.SIGTERM, handler)
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:

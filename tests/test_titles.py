@@ -12,16 +12,15 @@ import gzip
 import json
 import re
 import shutil
-import signal
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from cli_in_process import cli
 from conftest import TinyRun
 
-from summarizer.cli import main
 from summarizer.decoding import Candidate, DecodeConfig, beam_search, greedy, log_softmax
 from summarizer.errors import UserError
 from summarizer.evaluate import markdown
@@ -207,14 +206,6 @@ def test_incomplete_model_folder_is_a_user_error(tiny_run: TinyRun, tmp_path: Pa
 
 # --- evaluate --model ----------------------------------------------------------------------
 
-
-def cli(args: list[str]) -> int:
-    """`main` in this process, leaving the SIGTERM handler it sets as it was."""
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        return main(args)
-    finally:
-        signal.signal(signal.SIGTERM, handler)
 
 
 def dev_rows(dataset: Path) -> list[dict]:

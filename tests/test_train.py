@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_in_process import cli
 
 from summarizer import __version__
 from summarizer.batches import BUCKET, TitleBatches
-from summarizer.cli import main
 from summarizer.errors import UserError
 from summarizer.models import load_model
 from summarizer.train import train
@@ -139,14 +139,6 @@ def test_batch_contents(shards: list[tuple[np.ndarray, np.ndarray]]) -> None:
 
 # --- config checks -------------------------------------------------------------------------
 
-
-def cli(args: list[str]) -> int:
-    """`main` in this process (no training starts), leaving the SIGTERM handler it sets as it was."""
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        return main(args)
-    finally:
-        signal.signal(signal.SIGTERM, handler)
 
 
 @pytest.mark.parametrize(("content", "overrides", "message"), [
