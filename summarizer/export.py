@@ -76,7 +76,7 @@ def export(run_dir: str, output: str, report: str | None = None) -> dict:
         "special_tokens": dict(zip(("pad", "unk", "start", "end"), SPECIAL_TOKENS, strict=True)),
         "data_fingerprint": info["data_fingerprint"],
         "data": {"dataset": config["dataset"], "settings": _dataset_settings(config["dataset"])},
-        "training": {key: info.get(key) for key in ("command", "package_version", "keras_version",
+        "training": {key: info.get(key) for key in ("command", "commands", "package_version", "keras_version",
                                                    "backend", "precision", "hardware", "metrics")},
         "config": config,
         "evaluation": _evaluation(report, run.name) if report else None,

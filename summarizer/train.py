@@ -38,6 +38,9 @@ from summarizer.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint"
+# What a rerun may change and still continue the run: its length, and where the folder lives.
+# More epochs stretch the learning-rate schedule to the new total from where the run is.
+EXTENDABLE = ("epochs", "patience", "output")
 MODEL = "model.keras"
 
 
@@ -132,25 +135,47 @@ class Run:
         """The saved state when resuming, a fresh one otherwise."""
         self.folder.mkdir(parents=True, exist_ok=True)
         config_file = self.folder / "config.json"
-        config = json.dumps(self.config.as_dict(), indent=2, sort_keys=True)
-        if config_file.exists() and json.loads(config_file.read_text()) != json.loads(config):
-            raise UserError(f"{self.folder} holds a run with a different config; pass a new output "
-                            "folder, or the same config to resume it")
-        config_file.write_text(config)
+        config = self.config.as_dict()
+        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        if config_file.exists():
+            self._check_resumable(json.loads(config_file.read_text()), config, dataset)
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
         shutil.copyfile(dataset.tokenizer_path, self.folder / "tokenizer.json")  # a self-contained run
         state_file = self.checkpoint / "state.json"
         if state_file.exists():
             state = json.loads(state_file.read_text())
             log.info("resuming %s at epoch %d, batch %d", self.folder, state["epoch"] + 1, state["batch"])
+            run = json.loads((self.folder / "run.json").read_text())
+            commands = run.setdefault("commands", [run["command"]])
+            if command not in commands:
+                commands.append(command)
+                (self.folder / "run.json").write_text(json.dumps(run, indent=2))
             return state
         run = {"package_version": __version__, "keras_version": keras.__version__,
                "backend": keras.backend.backend(), "accelerator": accelerator(),
                "precision": precision_policy(self.config), "hardware": _hardware(),
                "data_fingerprint": dataset.manifest["fingerprint"], "dataset": self.config.dataset,
-               "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+               "command": command, "commands": [command]}
         (self.folder / "run.json").write_text(json.dumps(run, indent=2))
         return {"epoch": 0, "batch": 0, "best_dev_loss": None, "bad_epochs": 0, "seconds": 0.0,
                 "history": []}
+
+    def _check_resumable(self, saved: dict, config: dict, dataset: Dataset) -> None:
+        """The same run, or the same run made longer (more epochs or patience) or moved."""
+        changed = sorted(key for key in config if saved.get(key) != config[key])
+        if set(changed) - set(EXTENDABLE) or config["epochs"] < saved["epochs"]:
+            raise UserError(f"{self.folder} holds a run with a different config ({', '.join(changed)}); "
+                            "pass a new output folder, or the same config to resume it (only epochs "
+                            "and patience may grow)")
+        if changed:
+            log.info("continuing %s with %s", self.folder,
+                     ", ".join(f"{key} {saved[key]} -> {config[key]}" for key in changed))
+        run_file = self.folder / "run.json"
+        if run_file.exists():
+            fingerprint = json.loads(run_file.read_text())["data_fingerprint"]
+            if fingerprint != dataset.manifest["fingerprint"]:
+                raise UserError(f"{self.config.dataset} is not the data {self.folder} was trained on "
+                                "(its fingerprint differs); pass a new output folder")
 
     def save(self, model: keras.Model, state: dict) -> None:
         """Model, optimizer and position, replaced as one folder so a kill leaves the old or the

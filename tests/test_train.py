@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,11 +234,30 @@ def test_rerun_with_another_config_is_refused(finished: tuple[Path, subprocess.C
                                               capsys: pytest.CaptureFixture[str]) -> None:
     output, _ = finished
     saved = (output / "config.json").read_text()
-    assert cli(command(tiny_dataset, config_file, output, "epochs=3")[len(COMMAND):]) == 1
-    error = capsys.readouterr().err.strip()
-    assert error == (f"issue-summarizer: error: {output} holds a run with a different config; pass a new "
-                     "output folder, or the same config to resume it")
+    for change, changed in (("model.dim=32", "model"), ("epochs=1", "epochs")):
+        assert cli(command(tiny_dataset, config_file, output, change)[len(COMMAND):]) == 1
+        error = capsys.readouterr().err.strip()
+        assert error == (f"issue-summarizer: error: {output} holds a run with a different config "
+                         f"({changed}); pass a new output folder, or the same config to resume it (only "
+                         "epochs and patience may grow)")
     assert (output / "config.json").read_text() == saved
+
+
+def test_a_finished_run_moved_and_given_more_epochs_continues(
+        finished: tuple[Path, subprocess.CompletedProcess[str]], tiny_dataset: Path, config_file: Path,
+        tmp_path: Path) -> None:
+    """A run folder carried elsewhere (another machine, another session) trains on from its
+    checkpoint when asked for more epochs, keeping the epochs it has."""
+    moved = tmp_path / "moved"
+    shutil.copytree(finished[0], moved)
+    before = (moved / "metrics.jsonl").read_text().splitlines()
+    result = run(command(tiny_dataset, config_file, moved, f"epochs={EPOCHS + 1}"))
+    assert f"resuming {moved} at epoch {EPOCHS + 1}, batch 0" in result.stderr
+    assert f"epochs {EPOCHS} -> {EPOCHS + 1}" in result.stderr
+    lines = (moved / "metrics.jsonl").read_text().splitlines()
+    assert lines[:EPOCHS] == before and json.loads(lines[-1])["epoch"] == EPOCHS + 1
+    info = json.loads((moved / "run.json").read_text())
+    assert info["metrics"]["epochs"] == EPOCHS + 1 and len(info["commands"]) == 2
 
 
 def _state(output: Path) -> dict | None:
