@@ -113,7 +113,7 @@ def compile_model(model: keras.Model, config: TrainConfig, total_steps: int) -> 
 
 def save_inference_model(model: keras.Model, path: Path) -> None:
     """The weights alone (no optimizer state): a third of the size, what a bundle ships."""
-    copy = keras.models.clone_model(model)
+    copy = model.__class__.from_config(model.get_config())  # clone_model would keep the optimizer
     copy.set_weights(model.get_weights())
     tmp = path.with_name(f".tmp-{path.name}")
     copy.save(tmp)
