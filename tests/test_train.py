@@ -7,6 +7,7 @@ interval, so the run that was killed and resumed must end with the weights of th
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -15,8 +16,10 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from cli_in_process import cli
@@ -224,6 +227,9 @@ def test_run_folder(finished: tuple[Path, subprocess.CompletedProcess[str]], tin
     assert lines[-1]["train_loss"] < lines[0]["train_loss"]
     model = load_model(output / "model.keras")
     assert metrics["parameters"] == model.count_params()
+    with zipfile.ZipFile(output / "model.keras") as saved, \
+            h5py.File(io.BytesIO(saved.read("model.weights.h5"))) as weights:
+        assert "optimizer" not in weights  # the best model ships weights alone
     out = model((np.ones((2, 16), "int32"), np.full((2, 5), 2, "int32")), training=False)
     assert tuple(out.shape) == (2, 5, 400)
     assert json.loads((output / "checkpoint" / "state.json").read_text())["epoch"] == EPOCHS
