@@ -145,19 +145,33 @@ class FeedForward(keras.layers.Layer):
         return {**super().get_config(), "dim": self.dim, "hidden": self.hidden, "dropout": self.dropout}
 
 
-@keras.saving.register_keras_serializable(PACKAGE)
-class EncoderBlock(keras.layers.Layer):
-    """Pre-layer-norm block: x + attention(norm(x)), then x + feed-forward(norm(x)); the
-    residual path stays an identity, which keeps small models stable without warmup tricks."""
+class _Block(keras.layers.Layer):
+    """What encoder and decoder blocks share: sizes, the closing feed-forward, dropout."""
 
     def __init__(self, dim: int, heads: int, hidden: int, dropout: float = 0.1, **kwargs) -> None:
         super().__init__(**kwargs)
         self.dim, self.heads, self.hidden, self.dropout = dim, heads, hidden, dropout
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
-        self.attention = Attention(dim, heads, dropout, name="attention")
         self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
         self.ffn = FeedForward(dim, hidden, dropout, name="ffn")
         self.drop = keras.layers.Dropout(dropout)
+
+    def _feed_forward(self, x, training=None):
+        return x + self.drop(self.ffn(self.ffn_norm(x), training=training), training=training)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "dim": self.dim, "heads": self.heads, "hidden": self.hidden,
+                "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class EncoderBlock(_Block):
+    """Pre-layer-norm block: x + attention(norm(x)), then x + feed-forward(norm(x)); the
+    residual path stays an identity, which keeps small models stable without warmup tricks."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, dropout: float = 0.1, **kwargs) -> None:
+        super().__init__(dim, heads, hidden, dropout, **kwargs)
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
+        self.attention = Attention(dim, heads, dropout, name="attention")
 
     def build(self, x_shape, body_mask_shape=None) -> None:
         for layer in (self.attention_norm, self.attention, self.ffn_norm, self.ffn):
@@ -166,11 +180,7 @@ class EncoderBlock(keras.layers.Layer):
     def call(self, x, body_mask, training=None):
         h = self.attention_norm(x)
         x = x + self.drop(self.attention(h, h, body_mask[:, None, :], training=training), training=training)
-        return x + self.drop(self.ffn(self.ffn_norm(x), training=training), training=training)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "dim": self.dim, "heads": self.heads, "hidden": self.hidden,
-                "dropout": self.dropout}
+        return self._feed_forward(x, training=training)
 
 
 def causal_mask(length_q, length_k, offset=0):
@@ -180,19 +190,15 @@ def causal_mask(length_q, length_k, offset=0):
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
-class DecoderBlock(keras.layers.Layer):
+class DecoderBlock(_Block):
     """Pre-layer-norm block: causal self-attention, attention over the body, feed-forward."""
 
     def __init__(self, dim: int, heads: int, hidden: int, dropout: float = 0.1, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.dim, self.heads, self.hidden, self.dropout = dim, heads, hidden, dropout
+        super().__init__(dim, heads, hidden, dropout, **kwargs)
         self.self_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="self_norm")
         self.self_attention = Attention(dim, heads, dropout, name="self_attention")
         self.cross_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="cross_norm")
         self.cross_attention = Attention(dim, heads, dropout, name="cross_attention")
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
-        self.ffn = FeedForward(dim, hidden, dropout, name="ffn")
-        self.drop = keras.layers.Dropout(dropout)
 
     def build(self, y_shape, memory_shape=None, body_mask_shape=None) -> None:
         for layer in (self.self_norm, self.self_attention, self.cross_norm, self.cross_attention,
@@ -207,8 +213,4 @@ class DecoderBlock(keras.layers.Layer):
         h = self.cross_norm(y)
         y = y + self.drop(self.cross_attention(h, memory, body_mask[:, None, :], training=training),
                           training=training)
-        return y + self.drop(self.ffn(self.ffn_norm(y), training=training), training=training)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "dim": self.dim, "heads": self.heads, "hidden": self.hidden,
-                "dropout": self.dropout}
+        return self._feed_forward(y, training=training)
