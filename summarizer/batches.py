@@ -52,10 +52,6 @@ class TitleBatches:
     def examples(self) -> int:
         return len(self.bodies)
 
-    def target_tokens(self) -> int:
-        """Predicted tokens per pass: every title token after <s>."""
-        return int(self.title_lengths.sum() - len(self.titles))
-
     def _order(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.bodies))
@@ -81,9 +77,3 @@ class TitleBatches:
         """The batches of one epoch in training order, after the first `skip`."""
         for rows in self._order(epoch)[skip:]:
             yield self.batch(rows)
-
-    def forever(self, epoch: int = 0) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]]:
-        """Epoch after epoch: for Keras, which may read ahead past the last step it runs."""
-        while True:
-            yield from self.epoch(epoch)
-            epoch += 1

@@ -64,16 +64,15 @@ class SharedEmbedding(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(PACKAGE)
 class SinusoidalPosition(keras.layers.Layer):
-    """Adds fixed sine/cosine positions: no weights, and any length up to `max_length` works,
-    so the decoder can be run one step at a time from a given offset."""
+    """Adds fixed sine/cosine positions: no weights, and any length up to `max_length` works."""
 
     def __init__(self, max_length: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.max_length = max_length
 
-    def call(self, x, offset=0):
+    def call(self, x):
         dim = x.shape[-1]
-        positions = ops.cast(ops.arange(ops.shape(x)[1]) + offset, "float32")[:, None]
+        positions = ops.cast(ops.arange(ops.shape(x)[1]), "float32")[:, None]
         rates = ops.exp(ops.arange(0, dim, 2, dtype="float32") * (-math.log(10000.0) / dim))
         angles = positions * rates[None, :]
         table = ops.reshape(ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1), (-1, dim))
@@ -183,10 +182,9 @@ class EncoderBlock(_Block):
         return self._feed_forward(x, training=training)
 
 
-def causal_mask(length_q, length_k, offset=0):
-    """[1, q, k]: query i (at position offset + i) sees keys 0..offset + i."""
-    rows = ops.arange(length_q)[:, None] + offset
-    return (ops.arange(length_k)[None, :] <= rows)[None]
+def causal_mask(length):
+    """[1, length, length]: position i sees positions 0..i."""
+    return (ops.arange(length)[None, :] <= ops.arange(length)[:, None])[None]
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -208,7 +206,7 @@ class DecoderBlock(_Block):
     def call(self, y, memory, body_mask, training=None):
         length = ops.shape(y)[1]
         h = self.self_norm(y)
-        y = y + self.drop(self.self_attention(h, h, causal_mask(length, length), training=training),
+        y = y + self.drop(self.self_attention(h, h, causal_mask(length), training=training),
                           training=training)
         h = self.cross_norm(y)
         y = y + self.drop(self.cross_attention(h, memory, body_mask[:, None, :], training=training),
