@@ -203,6 +203,11 @@ def clean_body(text: str) -> str:
     return "\n".join(_lines(text)).strip()
 
 
+def model_text(body: str, max_raw_chars: int, body_chars: int) -> str:
+    """A raw body as training saw it: cut, cleaned, then cut to what the tokenizer reads."""
+    return clean_body(body[:max_raw_chars])[:body_chars]
+
+
 def clean_title(text: str) -> str:
     """Titles are kept as written: only invisible characters and spacing are normalized."""
     return " ".join(unicodedata.normalize("NFC", _INVISIBLE.sub("", text)).split())

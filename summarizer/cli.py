@@ -153,7 +153,7 @@ def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.Argumen
     _add_decoding(parser)
 
 
-def _add_decoding(parser: argparse.ArgumentParser) -> None:
+def _add_decoding(parser: argparse.ArgumentParser, no_repeat_ngram: int | None = None) -> None:
     defaults = DecodeConfig()
     group = parser.add_argument_group("decoding")
     group.add_argument("--beams", type=_positive, default=defaults.num_beams, help="beam width (1: greedy)")
@@ -164,7 +164,8 @@ def _add_decoding(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--length-penalty", type=float, default=defaults.length_penalty,
                        help="beam scores are log-probability / length ** this")
     group.add_argument("--no-repeat-ngram", type=_at_least(0, "a whole number, 0 or more"),
-                       default=defaults.no_repeat_ngram, help="no token n-gram of this size twice (0: off)")
+                       default=defaults.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram,
+                       help="no token n-gram of this size twice (0: off)")
 
 
 def decode_config(args: argparse.Namespace) -> DecodeConfig:
@@ -206,11 +207,39 @@ def _add_export(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     parser.add_argument("--report", help="evaluate's JSON report that scored this run (--model RUN)")
 
 
+def _add_summarize(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "summarize", parents=[common], formatter_class=_Help,
+        help="print a title for each issue body (ONNX engine; no TensorFlow)",
+        description=(
+            "Titles from a model bundle for issue bodies given as arguments, as files (one body "
+            "per file), as JSON lines ({\"body\": ...} per line) or on stdin (one body; used when "
+            "nothing else is given). Prints one title per body, in order, or JSON lines with "
+            "--json."
+        ),
+        epilog="examples: issue-summarizer summarize \"The app crashes when I click save\"; "
+               "issue-summarizer summarize --jsonl issues.jsonl --beams 4 --json",
+    )
+    parser.add_argument("bodies", nargs="*", metavar="BODY", help="issue body text")
+    parser.add_argument("--file", action="append", default=[], metavar="PATH",
+                        help="a file holding one body ('-': stdin); repeatable")
+    parser.add_argument("--jsonl", action="append", default=[], metavar="PATH",
+                        help="JSON lines, one {\"body\": ...} object per line ('-': stdin); repeatable")
+    parser.add_argument("--model", help="model bundle folder or gs:// prefix (default: "
+                                        "$SUMMARIZER_MODEL, else the shipped models/default)")
+    parser.add_argument("--threads", type=_positive, help="ONNX Runtime threads (default: all cores)")
+    parser.add_argument("--candidates", type=_positive, default=1,
+                        help="titles per body (at most --beams); shown with --json")
+    parser.add_argument("--json", action="store_true",
+                        help="print {\"title\", \"score\", \"candidates\"} JSON per body")
+    _add_decoding(parser, no_repeat_ngram=2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="issue-summarizer",
         description="Write short, accurate titles for GitHub issues: data pipeline, training, "
-                    "evaluation and export commands.",
+                    "evaluation, export and summarize commands.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -222,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(commands, common)
     _add_train(commands, common)
     _add_export(commands, common)
+    _add_summarize(commands, common)
     commands.add_parser(
         "bigquery-sql", parents=[common],
         help="print the BigQuery SQL that extracts opened issues from GH Archive",
@@ -296,6 +326,27 @@ def _run_export(args: argparse.Namespace) -> None:
     print(json.dumps({"output": args.output, "files": manifest["files"]}, indent=2))
 
 
+def _run_summarize(args: argparse.Namespace) -> None:
+    from summarizer.engine import Summarizer, default_bundle
+    from summarizer.inputs import read_bodies
+
+    if args.candidates > args.beams:
+        raise UserError(f"--candidates {args.candidates} is more than --beams {args.beams}; "
+                        "raise --beams or lower --candidates")
+    bodies = read_bodies(args.bodies, args.file, args.jsonl)
+    engine = Summarizer.load(args.model or default_bundle(), threads=args.threads)
+    found = engine.candidates(bodies, num_return=args.candidates, num_beams=args.beams,
+                              max_length=args.max_length, min_length=args.min_length,
+                              length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram)
+    for best in found:
+        if args.json:
+            print(json.dumps({"title": best[0].text, "score": round(best[0].score, 4),
+                              "candidates": [{"title": c.text, "score": round(c.score, 4)} for c in best]},
+                             ensure_ascii=False))
+        else:
+            print(best[0].text)
+
+
 def _run_bigquery_sql(_: argparse.Namespace) -> None:
     print(resources.files("summarizer").joinpath("sql/gharchive_opened_issues.sql").read_text())
 
@@ -306,7 +357,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 RUNNERS = {"ingest": _run_ingest, "prepare": _run_prepare, "show": _run_show,
            "evaluate": _run_evaluate, "train": _run_train, "export": _run_export,
-           "bigquery-sql": _run_bigquery_sql}
+           "summarize": _run_summarize, "bigquery-sql": _run_bigquery_sql}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,6 +45,8 @@ class Candidate:
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """In float32: exact enough to rank tokens, and half the work of float64 over a vocabulary."""
+    logits = np.asarray(logits, dtype=np.float32)
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
@@ -64,27 +66,40 @@ def _ban(log_probs: np.ndarray, history: list[list[int]], length: int, end_id: i
     return log_probs
 
 
-def greedy(step: Step, state: Any, batch: int, start_id: int, end_id: int,
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indices of the `k` largest values, largest first (ties: lower index first);
+    a partition then a sort of only those, since a full sort of beams x vocabulary is slow."""
+    k = min(k, values.shape[-1])
+    top = np.argpartition(-values, k - 1, axis=-1)[:, :k]
+    top.sort(axis=-1)  # equal values then keep index order through the stable sort below
+    picked = np.take_along_axis(values, top, axis=-1)
+    return np.take_along_axis(top, np.argsort(-picked, axis=-1, kind="stable"), axis=-1)
+
+
+def greedy(step: Step, select: Select, state: Any, batch: int, start_id: int, end_id: int,
            config: DecodeConfig) -> list[Candidate]:
-    """The most likely next token at every step, for each of `batch` inputs."""
+    """The most likely next token at every step, for each of `batch` inputs. Finished inputs
+    leave the batch, so a long title does not keep every other row decoding."""
     history: list[list[int]] = [[] for _ in range(batch)]
     scores = np.zeros(batch)
-    done = np.zeros(batch, dtype=bool)
+    ended = np.zeros(batch, dtype=bool)
+    live = np.arange(batch)  # the input of each state row
     tokens = np.full(batch, start_id, dtype=np.int64)
     for length in range(config.max_length):
         logits, state = step(tokens, state)
-        log_probs = _ban(log_softmax(np.asarray(logits, dtype=np.float64)), history, length,
-                         end_id, config)
+        log_probs = _ban(log_softmax(logits), [history[row] for row in live], length, end_id, config)
         tokens = log_probs.argmax(axis=-1)
-        for row in np.flatnonzero(~done):
-            scores[row] += log_probs[row, tokens[row]]
-            if tokens[row] == end_id:
-                done[row] = True
-            else:
-                history[row].append(int(tokens[row]))
-        if done.all():
+        scores[live] += log_probs[np.arange(len(live)), tokens]
+        stops = tokens == end_id
+        for row, token in zip(live[~stops], tokens[~stops], strict=True):
+            history[row].append(int(token))
+        ended[live[stops]] = True
+        if stops.all():
             break
-    return [Candidate(history[row], float(scores[row] / _length(history[row], done[row], config)))
+        if stops.any():
+            keep = np.flatnonzero(~stops)
+            state, live, tokens = select(state, keep), live[keep], tokens[keep]
+    return [Candidate(history[row], float(scores[row] / _length(history[row], ended[row], config)))
             for row in range(batch)]
 
 
@@ -105,12 +120,11 @@ def beam_search(step: Step, select: Select, state: Any, batch: int, start_id: in
     tokens = np.full(batch * beams, start_id, dtype=np.int64)
     for length in range(config.max_length):
         logits, state = step(tokens, state)
-        log_probs = _ban(log_softmax(np.asarray(logits, dtype=np.float64)), history, length,
+        log_probs = _ban(log_softmax(logits), history, length,
                          end_id, config)
         vocab = log_probs.shape[-1]
         totals = (scores[:, None] + log_probs).reshape(batch, beams * vocab)
-        # Twice the beams: enough to refill every beam even if half the best ones end.
-        order = np.argsort(-totals, axis=-1, kind="stable")[:, : 2 * beams]
+        order = _top(totals, 2 * beams)  # enough to refill every beam even if half the best end
         rows, next_tokens, next_scores, next_history = [], [], [], []
         for item in range(batch):
             chosen = 0
@@ -151,3 +165,11 @@ def beam_search(step: Step, select: Select, state: Any, batch: int, start_id: in
         scores = np.where(np.repeat(open_inputs, beams), np.asarray(next_scores), NEG_INF)
         history = next_history
     return [sorted(found, key=lambda c: -c.score)[: config.num_return] for found in finished]
+
+
+def search(step: Step, select: Select, state: Any, batch: int, start_id: int, end_id: int,
+           config: DecodeConfig) -> list[list[Candidate]]:
+    """Greedy search for one beam, beam search otherwise: `num_return` candidates per input."""
+    if config.num_beams == 1:
+        return [[found] for found in greedy(step, select, state, batch, start_id, end_id, config)]
+    return beam_search(step, select, state, batch, start_id, end_id, config)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from summarizer import storage
 from summarizer.baselines import BASELINES
-from summarizer.cleaning import clean_body, clean_title
+from summarizer.cleaning import clean_title, model_text
 from summarizer.dataset import open_dataset
 from summarizer.errors import UserError
 from summarizer.metrics import score
@@ -50,7 +50,7 @@ def _record_rows(source: str) -> tuple[list[dict], str]:
     for path in storage.list_files(source):
         for issue in read_file(path, skips):
             title = clean_title(issue.title)
-            body = clean_body(issue.body[: config.max_raw_chars])[: config.body_chars]
+            body = model_text(issue.body, config.max_raw_chars, config.body_chars)
             if title and body:
                 rows.append({"url": issue.url, "repo": issue.repo,
                              "source": path.rsplit("/", 1)[-1], "title": title, "body": body})

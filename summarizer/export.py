@@ -1,9 +1,9 @@
-"""`export`: turn a finished training run into a model folder that says what it is.
+"""`export`: turn a finished training run into a model bundle that says what it is.
 
-The folder holds `model.keras`, `tokenizer.json` and `manifest.json`: the architecture and its
-settings, max lengths, special tokens, the commands and data fingerprint that made it, its
-scores next to the baselines, training time and hardware, and the sha256 of every file, so a
-changed or incomplete folder is caught on load.
+The bundle holds the ONNX graphs serving runs (`encoder.onnx`, `decoder.onnx`), `model.keras`
+for fine-tuning, `tokenizer.json` and `manifest.json`: the architecture and its settings, max
+lengths, special tokens, the commands and data fingerprint that made it, its scores next to
+the baselines, training time and hardware, and the sha256 of every file (see `bundle`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import json
 import shutil
 from pathlib import Path
 
-from summarizer import __version__, storage
-from summarizer.errors import UserError
-from summarizer.models import HYPERPARAMETERS
-from summarizer.tokenization import SPECIAL_TOKENS
+import onnx
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-FILES = ("model.keras", "tokenizer.json")
+from summarizer import __version__, storage
+from summarizer.bundle import FORMAT_VERSION, KERAS_FILES, MANIFEST
+from summarizer.errors import UserError
+from summarizer.models import HYPERPARAMETERS, load_model
+from summarizer.onnx_graphs import onnx_graphs
+from summarizer.tokenization import SPECIAL_TOKENS
 
 
 def _evaluation(report_path: str, name: str) -> dict:
@@ -43,22 +43,10 @@ def _dataset_settings(dataset: str) -> dict | None:
     return json.loads(storage.read_bytes(path))["settings"] if storage.exists(path) else None
 
 
-def verify(folder: Path) -> dict:
-    """The manifest of an exported folder whose files all match their recorded sha256."""
-    manifest = json.loads((folder / MANIFEST).read_text())
-    for name, digest in manifest["files"].items():
-        if not (folder / name).exists():
-            raise UserError(f"{folder}: {name} is missing; export the model again")
-        if storage.sha256_file(folder / name) != digest:
-            raise UserError(f"{folder}: {name} differs from the manifest (sha256); the folder was "
-                            "changed after export: export it again or restore the file")
-    return manifest
-
-
 def export(run_dir: str, output: str, report: str | None = None) -> dict:
     """Copy the run's best model and tokenizer into `output` and write its manifest last."""
     run = Path(run_dir)
-    missing = [name for name in (*FILES, "config.json", "run.json") if not (run / name).exists()]
+    missing = [name for name in (*KERAS_FILES, "config.json", "run.json") if not (run / name).exists()]
     if missing:
         raise UserError(f"{run_dir}: not a finished training run (missing {', '.join(missing)})")
     # The output folder is replaced whole, so it must neither be the run nor hold it.
@@ -81,9 +69,13 @@ def export(run_dir: str, output: str, report: str | None = None) -> dict:
         "config": config,
         "evaluation": _evaluation(report, run.name) if report else None,
     }
+    graphs = onnx_graphs(load_model(run / "model.keras"))
     with storage.staged_directory(output, MANIFEST) as folder:
-        for name in FILES:
+        for name in KERAS_FILES:
             shutil.copyfile(run / name, folder / name)
-        manifest["files"] = {name: storage.sha256_file(folder / name) for name in FILES}
+        for name, graph in graphs.items():
+            onnx.save_model(graph, folder / name)
+        names = (*KERAS_FILES, *graphs)
+        manifest["files"] = {name: storage.sha256_file(folder / name) for name in names}
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -22,7 +22,7 @@ BLOCK = 8192
 _CACHE: WordCache | None = None  # the word cache of this worker process
 
 
-def _fill(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, length: int,
+def pad_rows(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, length: int,
           special: dict[str, int] | None, pad: int) -> tuple[np.ndarray, int]:
     """Rows of `length` ids, padded; titles (`special` given) wrapped in <s> ... </s>."""
     rows = len(starts)
@@ -46,7 +46,7 @@ def _start_worker(tokenizer_json: str) -> None:
 def _encode_block(texts: list[str], length: int, special: dict[str, int] | None,
                   pad: int) -> tuple[np.ndarray, int]:
     assert _CACHE is not None, "worker started without its tokenizer"
-    return _fill(*_CACHE.encode_flat(texts), length, special, pad)
+    return pad_rows(*_CACHE.encode_flat(texts), length, special, pad)
 
 
 class Featurizer:
@@ -83,7 +83,7 @@ class Featurizer:
             done = (future.result() for future in results)
         else:
             assert self._local is not None
-            done = (_fill(*self._local.encode_flat(b), length, special, self.special["pad"])
+            done = (pad_rows(*self._local.encode_flat(b), length, special, self.special["pad"])
                     for b in blocks)
         arrays, truncated = [], 0
         for array, cut in progress(done, f"tokenizing {what}", total=len(blocks), unit="blocks"):

@@ -8,8 +8,6 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from tqdm import tqdm
-
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -20,6 +18,8 @@ def progress(
 ) -> Iterator[T]:
     """Yield `items` unchanged while showing how far the work has got."""
     if sys.stderr.isatty():
+        from tqdm import tqdm  # only on a terminal: serving images leave tqdm out
+
         yield from tqdm(items, desc=desc, total=total, unit=f" {unit}", leave=False)
         return
     start = last = time.monotonic()

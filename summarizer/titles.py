@@ -17,9 +17,9 @@ import keras
 import numpy as np
 from tokenizers import Tokenizer
 
-from summarizer.decoding import DecodeConfig, Select, Step, beam_search, greedy
+from summarizer.bundle import MANIFEST, verify
+from summarizer.decoding import DecodeConfig, Select, Step, search
 from summarizer.errors import UserError
-from summarizer.export import MANIFEST, verify
 from summarizer.featurize import encode_bodies
 from summarizer.models import inference_models, load_model
 from summarizer.progress import progress
@@ -91,12 +91,7 @@ class KerasTitler:
             rows = order[start:start + BATCH]
             width = max(int((ids[rows] != 0).sum(axis=1).max()), 1)
             state = encode(ids[rows, :width])
-            if config.num_beams == 1:
-                results = [[c] for c in greedy(step, state, len(rows), special["start"], special["end"],
-                                               config)]
-            else:
-                results = beam_search(step, select, state, len(rows), special["start"], special["end"],
-                                      config)
+            results = search(step, select, state, len(rows), special["start"], special["end"], config)
             for row, result in zip(rows, results, strict=True):
                 found[row] = [(self.tokenizer.decode(c.tokens).strip(), c.score) for c in result]
         return found

@@ -42,8 +42,8 @@ def run_beam(tables: np.ndarray, config: DecodeConfig) -> list[list[Candidate]]:
 
 
 def run_greedy(tables: np.ndarray, config: DecodeConfig) -> list[Candidate]:
-    step, _ = table_model(tables)
-    return greedy(step, np.arange(len(tables)), len(tables), START, END, config)
+    step, select = table_model(tables)
+    return greedy(step, select, np.arange(len(tables)), len(tables), START, END, config)
 
 
 # Greedy takes A (0.6) and then can only end weakly; B (0.4) then END (0.99) is more likely.

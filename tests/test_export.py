@@ -22,7 +22,7 @@ from summarizer.models import HYPERPARAMETERS
 from summarizer.titles import KerasTitler
 
 BASELINES = {"first-sentence", "first-8-words"}
-FILES = {"model.keras", "tokenizer.json", "manifest.json"}
+FILES = {"model.keras", "tokenizer.json", "encoder.onnx", "decoder.onnx", "manifest.json"}
 
 
 
@@ -61,7 +61,7 @@ def test_manifest_says_what_the_model_is(exported: tuple[Path, str], tiny_run: T
     folder, printed = exported
     assert {p.name for p in folder.iterdir()} == FILES  # nothing staged is left over
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["files"] == {name: sha256(folder / name) for name in ("model.keras", "tokenizer.json")}
+    assert manifest["files"] == {name: sha256(folder / name) for name in FILES - {"manifest.json"}}
     assert json.loads(printed) == {"output": str(folder), "files": manifest["files"]}
     assert (folder / "model.keras").read_bytes() == (tiny_run.folder / "model.keras").read_bytes()
     config = json.loads((tiny_run.folder / "config.json").read_text())

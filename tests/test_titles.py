@@ -20,20 +20,18 @@ import numpy as np
 import pytest
 from cli_in_process import cli
 from conftest import TinyRun
+from model_folders import TINY, randomized, write_model_folder
 
 from summarizer.decoding import Candidate, DecodeConfig, beam_search, greedy, log_softmax
 from summarizer.errors import UserError
 from summarizer.evaluate import markdown
 from summarizer.featurize import encode_bodies
-from summarizer.models import KINDS, ModelConfig, build_model, inference_models
+from summarizer.models import KINDS, inference_models
 from summarizer.titles import KerasTitler
 from summarizer.tokenization import special_ids
-from summarizer.train import save_inference_model
 from summarizer.train_config import TrainConfig
 
 VOCAB = 50
-TINY = ModelConfig(dim=16, hidden=32, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0,
-                   embedding_dim=16, units=16)
 MAX_LENGTH = 6
 BODIES = [
     "The export button does nothing. I click it and wait, and no file is written anywhere.",
@@ -41,17 +39,6 @@ BODIES = [
     "After upgrading to 2.3 the settings page shows a blank screen in Firefox but works in Chrome. "
     "The console says TypeError: cannot read properties of undefined (reading 'theme').",
 ]
-
-
-def randomized(kind: str, vocab: int) -> keras.Model:
-    """A tiny model whose every weight (batch-norm statistics too) is moved off its initial
-    value, so logits spread widely and a 1e-4 tolerance means something."""
-    keras.utils.set_random_seed(1)
-    model = build_model(replace(TINY, kind=kind), vocab)
-    rng = np.random.default_rng(0)
-    model.set_weights([w * rng.uniform(0.5, 1.5, w.shape) + rng.uniform(0, 0.1, w.shape)
-                       for w in model.get_weights()])
-    return model
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -83,16 +70,6 @@ def test_step_models_give_the_full_models_logits(kind: str) -> None:
     np.testing.assert_allclose(stepped, full, atol=1e-4, rtol=0)
 
 
-def write_model_folder(model: keras.Model, config: TrainConfig, tokenizer: Path, folder: Path) -> Path:
-    """A model folder as a finished training run leaves one (model.keras, tokenizer.json,
-    config.json), without the training."""
-    folder.mkdir(parents=True)
-    save_inference_model(model, folder / "model.keras")
-    shutil.copyfile(tokenizer, folder / "tokenizer.json")
-    (folder / "config.json").write_text(json.dumps(config.as_dict(), indent=2))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def titlers(tiny_run: TinyRun, tiny_dataset: Path,
             tmp_path_factory: pytest.TempPathFactory) -> dict[str, KerasTitler]:
@@ -114,7 +91,7 @@ def search(titler: KerasTitler, bodies: list[str], config: DecodeConfig, beam: b
     state = encode(ids)
     if beam:
         return beam_search(step, select, state, len(bodies), special["start"], special["end"], config)
-    return [[c] for c in greedy(step, state, len(bodies), special["start"], special["end"], config)]
+    return [[c] for c in greedy(step, select, state, len(bodies), special["start"], special["end"], config)]
 
 
 def teacher_forced_score(titler: KerasTitler, body: str, candidate: Candidate, config: DecodeConfig) -> float:

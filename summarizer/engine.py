@@ -1,0 +1,127 @@
+"""The serving engine: issue bodies in, titles out, on ONNX Runtime and numpy only.
+
+It runs a bundle's two graphs (see `onnx_graphs`) under the same greedy and beam search the
+Keras models use in `decoding`, so titles match training-time evaluation. Importing it never
+imports TensorFlow or Keras: the Seldon and MLServer images and the web app stay small.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from summarizer.bundle import ENGINE_FILES, fetch
+from summarizer.cleaning import model_text
+from summarizer.decoding import Candidate, DecodeConfig, search
+from summarizer.errors import UserError
+from summarizer.featurize import pad_rows
+from summarizer.tokenization import special_ids
+from summarizer.word_cache import WordCache
+
+BATCH = 64  # bodies run through the graphs together
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "default"
+DEFAULT_NO_REPEAT_NGRAM = 2  # a title rarely says the same two words twice
+
+
+def default_bundle() -> str:
+    """$SUMMARIZER_MODEL, else the model shipped in this checkout."""
+    return os.environ.get("SUMMARIZER_MODEL") or str(SHIPPED)
+
+
+@dataclass(frozen=True)
+class Title:
+    text: str
+    score: float  # log-probability per token (length-normalized as the search was asked)
+
+
+class Summarizer:
+    """A loaded bundle. Safe to share between threads: ONNX Runtime sessions are, and each
+    call keeps its own decoding state."""
+
+    def __init__(self, folder: Path, manifest: dict, threads: int | None = None) -> None:
+        self.manifest = manifest
+        self.version = f"{manifest['architecture']}-{manifest['files']['decoder.onnx'][:12]}"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        self._encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=providers)
+        self._decoder = ort.InferenceSession(str(folder / "decoder.onnx"), options, providers=providers)
+        self._state_names = [output.name for output in self._encoder.get_outputs()]
+        self._step_outputs = ["logits", *(output.name for output in self._decoder.get_outputs()
+                                            if output.name.startswith("next_"))]
+        self._words = WordCache(Tokenizer.from_file(str(folder / "tokenizer.json")))
+        self._tokenizer = self._words.tokenizer
+        self._special = special_ids(self._tokenizer)
+        settings = (manifest.get("data") or {}).get("settings") or {}
+        self.body_tokens = manifest["max_lengths"]["body_tokens"]
+        self.title_tokens = manifest["max_lengths"]["title_tokens"]
+        self._max_raw_chars = settings.get("max_raw_chars", 50_000)
+        self._body_chars = settings.get("body_len", self.body_tokens) * 6  # as `prepare` cut them
+
+    @classmethod
+    def load(cls, location: str | Path, threads: int | None = None) -> Summarizer:
+        """Load a bundle folder or `gs://` prefix after checking every file's sha256."""
+        folder, manifest = fetch(str(location), ENGINE_FILES)
+        return cls(folder, manifest, threads)
+
+    def body_ids(self, bodies: Sequence[str]) -> np.ndarray:
+        """Raw bodies cleaned and tokenized exactly as `prepare` did for training."""
+        texts = [model_text(body, self._max_raw_chars, self._body_chars) for body in bodies]
+        ids, _ = pad_rows(*self._words.encode_flat(texts), self.body_tokens, None, self._special["pad"])
+        return ids
+
+    def _decode(self, ids: np.ndarray, config: DecodeConfig) -> list[list[Candidate]]:
+        width = max(int((ids != 0).sum(axis=1).max()), 1)  # padding past the longest body is waste
+        encoded = self._encoder.run(None, {"body": ids[:, :width].astype(np.int64)})
+        state = dict(zip(self._state_names, encoded, strict=True))
+
+        def step(tokens: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+            logits, *updated = self._decoder.run(self._step_outputs, {"token": tokens, **state})
+            names = (name.removeprefix("next_") for name in self._step_outputs[1:])
+            return logits, {**state, **dict(zip(names, updated, strict=True))}
+
+        def select(state: dict, rows: np.ndarray) -> dict:
+            return {name: value[rows] for name, value in state.items()}
+
+        return search(step, select, state, len(ids), self._special["start"], self._special["end"], config)
+
+    def _config(self, num_beams: int, num_return: int, max_length: int | None, min_length: int,
+                length_penalty: float, no_repeat_ngram: int) -> DecodeConfig:
+        try:
+            return DecodeConfig(num_beams=num_beams, max_length=max_length or self.title_tokens - 2,
+                                min_length=min_length, length_penalty=length_penalty,
+                                no_repeat_ngram=no_repeat_ngram, num_return=num_return)
+        except ValueError as error:
+            raise UserError(f"decoding settings: {error}") from None
+
+    def candidates(self, bodies: Sequence[str], num_return: int | None = None, num_beams: int = 4,
+                   max_length: int | None = None, min_length: int = 1, length_penalty: float = 1.0,
+                   no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM) -> list[list[Title]]:
+        """The best `num_return` (default: all `num_beams`) titles per body, best first."""
+        if isinstance(bodies, str) or not all(isinstance(body, str) for body in bodies):
+            raise UserError("bodies must be a list of strings")
+        config = self._config(num_beams, num_return or num_beams, max_length, min_length, length_penalty,
+                              no_repeat_ngram)
+        ids = self.body_ids(bodies)
+        order = np.argsort((ids != 0).sum(axis=1), kind="stable")  # similar lengths share a batch
+        results: list[list[Title]] = [[] for _ in bodies]
+        for begin in range(0, len(order), BATCH):
+            rows = order[begin:begin + BATCH]
+            for row, best in zip(rows, self._decode(ids[rows], config), strict=True):
+                results[row] = [Title(self._tokenizer.decode(c.tokens).strip(), c.score) for c in best]
+        return results
+
+    def summarize(self, bodies: Sequence[str], num_beams: int = 1, max_length: int | None = None,
+                  min_length: int = 1, length_penalty: float = 1.0,
+                  no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM) -> list[str]:
+        """One title per body."""
+        found = self.candidates(bodies, 1, num_beams, max_length, min_length, length_penalty, no_repeat_ngram)
+        return [best[0].text for best in found]

@@ -1,0 +1,222 @@
+"""The serving engine (`Summarizer`, ONNX Runtime): its graphs compute the Keras models'
+logits, its titles equal Keras decoding (tiny models of both kinds, and the shipped model on
+real issues), it never imports TensorFlow, and it refuses bad bundles and bad calls clearly."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from model_folders import TINY, randomized, write_model_folder
+
+from summarizer import storage
+from summarizer.cleaning import model_text
+from summarizer.decoding import DecodeConfig
+from summarizer.engine import SHIPPED, Summarizer
+from summarizer.errors import UserError
+from summarizer.export import export
+from summarizer.models import KINDS
+from summarizer.titles import KerasTitler
+from summarizer.train_config import TrainConfig
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "issues"
+BODIES = [
+    "The export button does nothing. I click it and wait, and no file is written anywhere.",
+    "Crash on startup",
+    "After upgrading to 2.3 the settings page shows a blank screen in Firefox but works in Chrome. "
+    "The console says TypeError: cannot read properties of undefined (reading 'theme').",
+    "",
+    "<!-- template --> ```\nTraceback (most recent call last):\n  File \"x.py\", line 1\n```\nIt fails.",
+]
+
+
+@pytest.fixture(scope="module")
+def bundles(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An exported bundle per kind, from tiny models with spread-out random weights."""
+    vocab = json.loads((tiny_dataset / "dataset.json").read_text())["vocab_size"]
+    root = tmp_path_factory.mktemp("bundles")
+    found = {}
+    for kind in KINDS:
+        config = TrainConfig(dataset=str(tiny_dataset), body_len=64, title_len=12, model=replace(TINY, kind=kind))
+        run = write_model_folder(randomized(kind, vocab), config, tiny_dataset / "tokenizer.json",
+                                 root / f"run-{kind}")
+        export(str(run), str(root / kind))
+        found[kind] = root / kind
+    return found
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_graphs_compute_the_keras_models_logits(kind: str, bundles: dict[str, Path]) -> None:
+    """Step by step through the ONNX encoder and decoder (with the key/value cache) gives the
+    full Keras model's teacher-forced logits at every position, padded bodies included."""
+    engine = Summarizer.load(bundles[kind], threads=1)
+    model = keras.models.load_model(bundles[kind] / "model.keras")
+    vocab = model.output_shape[-1]
+    rng = np.random.default_rng(1)
+    body = rng.integers(1, vocab, (3, 12))
+    body[1, 7:] = 0
+    body[2, :] = 0  # an empty body attends to nothing
+    title = rng.integers(4, vocab, (3, 7))
+    title[:, 0] = 2
+    full = keras.ops.convert_to_numpy(model((body.astype("int32"), title.astype("int32")), training=False))
+    state = dict(zip(engine._state_names, engine._encoder.run(None, {"body": body}), strict=True))
+    steps = []
+    for position in range(title.shape[1]):
+        logits, *updated = engine._decoder.run(engine._step_outputs, {"token": title[:, position], **state})
+        state |= {name.removeprefix("next_"): value for name, value in
+                  zip(engine._step_outputs[1:], updated, strict=True)}
+        steps.append(logits)
+    assert np.ptp(full, axis=-1).min() > 0.1  # logits that differ well beyond the tolerance
+    np.testing.assert_allclose(np.stack(steps, axis=1), full, atol=1e-4, rtol=0)
+
+
+def keras_candidates(folder: Path, engine: Summarizer, bodies: list[str],
+                     config: DecodeConfig) -> list[list[tuple[str, float]]]:
+    """Keras decoding of the bodies as the engine cleans them."""
+    texts = [model_text(body, engine._max_raw_chars, engine._body_chars) for body in bodies]
+    return KerasTitler.load(str(folder)).candidates(texts, config)
+
+
+def assert_same_titles(engine: Summarizer, expected: list[list[tuple[str, float]]], bodies: list[str],
+                       config: DecodeConfig) -> None:
+    found = engine.candidates(bodies, num_return=config.num_return, num_beams=config.num_beams,
+                              max_length=config.max_length, no_repeat_ngram=config.no_repeat_ngram)
+    assert [[t.text for t in titles] for titles in found] == [[t for t, _ in titles] for titles in expected]
+    np.testing.assert_allclose([t.score for titles in found for t in titles],
+                               [s for titles in expected for _, s in titles], atol=1e-4)
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+@pytest.mark.parametrize("kind", KINDS)
+def test_titles_equal_keras_decoding(kind: str, beams: int, bundles: dict[str, Path]) -> None:
+    engine = Summarizer.load(bundles[kind], threads=1)
+    config = DecodeConfig(num_beams=beams, num_return=beams, max_length=6, no_repeat_ngram=2)
+    expected = keras_candidates(bundles[kind], engine, BODIES, config)
+    assert len({titles[0][0] for titles in expected}) > 1  # the bodies get different titles
+    assert_same_titles(engine, expected, BODIES, config)
+
+
+def real_bodies(shared_data: Path, count: int) -> list[str]:
+    with gzip.open(shared_data / "github-issues.jsonl.gz", "rt") as lines:
+        bodies = [json.loads(line).get("body") or "" for line in itertools.islice(lines, 0, 100 * count, 100)]
+    return bodies
+
+
+@pytest.mark.parametrize("beams", [1, 4])
+def test_shipped_model_titles_equal_keras_on_real_issues(beams: int, shared_data: Path) -> None:
+    bodies = real_bodies(shared_data, 50)
+    engine = Summarizer.load(SHIPPED, threads=2)
+    config = DecodeConfig(num_beams=beams, num_return=beams, no_repeat_ngram=2)
+    assert_same_titles(engine, keras_candidates(SHIPPED, engine, bodies, config), bodies, config)
+
+
+def test_engine_never_imports_tensorflow_or_keras() -> None:
+    script = ("import sys; from summarizer.engine import Summarizer, SHIPPED; "
+              "titles = Summarizer.load(SHIPPED, threads=1).summarize(['The app crashes on start']); "
+              "assert titles and isinstance(titles[0], str); "
+              "print(sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+
+
+def test_any_batch_size_keeps_each_bodys_own_title(bundles: dict[str, Path]) -> None:
+    """More bodies than one engine batch, of mixed lengths: each gets the title it gets alone."""
+    engine = Summarizer.load(bundles["transformer"], threads=1)
+    bodies = [f"{body} {'word ' * (i % 13)}{i}" for i, body in enumerate(BODIES * 30)]
+    together = engine.summarize(bodies, max_length=5)
+    assert len(together) == len(bodies) == 150
+    assert together == [engine.summarize([body], max_length=5)[0] for body in bodies]
+
+
+def test_huge_and_empty_bodies_get_titles(bundles: dict[str, Path]) -> None:
+    engine = Summarizer.load(bundles["gru"], threads=1)
+    titles = engine.summarize(["crash " * 200_000, "", "   \n\t"], max_length=4)
+    assert len(titles) == 3 and all(isinstance(title, str) for title in titles)
+    assert engine.body_ids(["crash " * 200_000]).shape == (1, 64)  # cut to the model's body length
+
+
+def test_candidates_are_ranked_and_summarize_takes_the_best(bundles: dict[str, Path]) -> None:
+    engine = Summarizer.load(bundles["transformer"], threads=1)
+    found = engine.candidates(BODIES[:3], num_return=3, num_beams=3, max_length=6)
+    assert all(len(titles) == 3 for titles in found)
+    assert all(a.score >= b.score for titles in found for a, b in itertools.pairwise(titles))
+    assert engine.summarize(BODIES[:3], num_beams=3, max_length=6) == [titles[0].text for titles in found]
+
+
+def test_threads_are_configurable(bundles: dict[str, Path]) -> None:
+    engine = Summarizer.load(bundles["gru"], threads=1)
+    assert engine._encoder.get_session_options().intra_op_num_threads == 1
+    assert engine._decoder.get_session_options().intra_op_num_threads == 1
+
+
+def test_bad_calls_are_refused_clearly(bundles: dict[str, Path]) -> None:
+    engine = Summarizer.load(bundles["gru"], threads=1)
+    with pytest.raises(UserError, match="list of strings"):
+        engine.summarize("one body, not a list")
+    with pytest.raises(UserError, match="list of strings"):
+        engine.summarize(["fine", 3])
+    with pytest.raises(UserError, match="num_beams"):
+        engine.summarize(["fine"], num_beams=0)
+
+
+def copy_of(bundle: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(bundle, tmp_path / "bundle"))
+
+
+def test_a_changed_file_is_refused(bundles: dict[str, Path], tmp_path: Path) -> None:
+    bundle = copy_of(bundles["gru"], tmp_path)
+    data = bytearray((bundle / "decoder.onnx").read_bytes())
+    data[-1] ^= 1
+    (bundle / "decoder.onnx").write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"decoder.onnx differs from the manifest \(sha256\)"):
+        Summarizer.load(bundle)
+
+
+def test_a_missing_file_is_refused(bundles: dict[str, Path], tmp_path: Path) -> None:
+    bundle = copy_of(bundles["gru"], tmp_path)
+    (bundle / "tokenizer.json").unlink()
+    with pytest.raises(UserError, match="tokenizer.json is missing"):
+        Summarizer.load(bundle)
+
+
+def test_a_bundle_without_graphs_is_refused(bundles: dict[str, Path], tmp_path: Path) -> None:
+    """A folder exported before bundles had ONNX graphs: told to export again."""
+    bundle = copy_of(bundles["gru"], tmp_path)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name in ("encoder.onnx", "decoder.onnx"):
+        del manifest["files"][name]
+        (bundle / name).unlink()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="has no encoder.onnx, decoder.onnx; export it again"):
+        Summarizer.load(bundle)
+
+
+@pytest.mark.parametrize("manifest", [None, "not json", json.dumps({"format_version": 99, "files": {}})])
+def test_not_a_bundle_is_refused(manifest: str | None, tmp_path: Path) -> None:
+    if manifest is not None:
+        (tmp_path / "manifest.json").write_text(manifest)
+    with pytest.raises(UserError, match="not a model bundle|not a bundle manifest|bundle format 99"):
+        Summarizer.load(tmp_path)
+
+
+def test_loads_from_cloud_storage(bundles: dict[str, Path], gcs_bucket: str, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    url = f"{gcs_bucket}/models/tiny"
+    for path in bundles["transformer"].iterdir():
+        storage.upload_file(str(path), f"{url}/{path.name}")
+    remote = Summarizer.load(url, threads=1)
+    local = Summarizer.load(bundles["transformer"], threads=1)
+    assert remote.version == local.version
+    assert remote.summarize(BODIES, max_length=6) == local.summarize(BODIES, max_length=6)
