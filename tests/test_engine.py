@@ -46,7 +46,8 @@ def bundles(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     root = tmp_path_factory.mktemp("bundles")
     found = {}
     for kind in KINDS:
-        config = TrainConfig(dataset=str(tiny_dataset), body_len=64, title_len=12, model=replace(TINY, kind=kind))
+        config = TrainConfig(dataset=str(tiny_dataset), body_len=64, title_len=12,
+                             model=replace(TINY, kind=kind))
         run = write_model_folder(randomized(kind, vocab), config, tiny_dataset / "tokenizer.json",
                                  root / f"run-{kind}")
         export(str(run), str(root / kind))
