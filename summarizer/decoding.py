@@ -3,8 +3,9 @@
 One decoder serves every engine (a Keras model while training and evaluating, ONNX Runtime
 when serving), so the same inputs give the same titles everywhere. An engine supplies:
 
-- `step(tokens, state) -> (logits, state)`: the next-token logits `[rows, vocab]` for the
-  last token of each row `[rows]`, and the state carried to the next step;
+- `step(tokens, state) -> (log_probs, state)`: the next-token log-probabilities `[rows, vocab]`
+  (float32) for the last token of each row `[rows]`, and the state carried to the next step;
+  the ONNX decoder computes them in its graph, faster than numpy here;
 - `select(state, rows) -> state`: the state of the given rows, in that order (beam search
   reorders and repeats rows; a GRU state or a key/value cache is indexed along its rows).
 """
@@ -86,8 +87,9 @@ def greedy(step: Step, select: Select, state: Any, batch: int, start_id: int, en
     live = np.arange(batch)  # the input of each state row
     tokens = np.full(batch, start_id, dtype=np.int64)
     for length in range(config.max_length):
-        logits, state = step(tokens, state)
-        log_probs = _ban(log_softmax(logits), [history[row] for row in live], length, end_id, config)
+        log_probs, state = step(tokens, state)
+        log_probs = _ban(np.asarray(log_probs, dtype=np.float32), [history[row] for row in live], length,
+                         end_id, config)
         tokens = log_probs.argmax(axis=-1)
         scores[live] += log_probs[np.arange(len(live)), tokens]
         stops = tokens == end_id
@@ -119,8 +121,8 @@ def beam_search(step: Step, select: Select, state: Any, batch: int, start_id: in
     open_inputs = np.ones(batch, dtype=bool)
     tokens = np.full(batch * beams, start_id, dtype=np.int64)
     for length in range(config.max_length):
-        logits, state = step(tokens, state)
-        log_probs = _ban(log_softmax(logits), history, length,
+        log_probs, state = step(tokens, state)
+        log_probs = _ban(np.asarray(log_probs, dtype=np.float32), history, length,
                          end_id, config)
         vocab = log_probs.shape[-1]
         totals = (scores[:, None] + log_probs).reshape(batch, beams * vocab)

@@ -55,7 +55,7 @@ class Summarizer:
         self._encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=providers)
         self._decoder = ort.InferenceSession(str(folder / "decoder.onnx"), options, providers=providers)
         self._state_names = [output.name for output in self._encoder.get_outputs()]
-        self._step_outputs = ["logits", *(output.name for output in self._decoder.get_outputs()
+        self._step_outputs = ["log_probs", *(output.name for output in self._decoder.get_outputs()
                                             if output.name.startswith("next_"))]
         self._words = WordCache(Tokenizer.from_file(str(folder / "tokenizer.json")))
         self._tokenizer = self._words.tokenizer
@@ -84,9 +84,9 @@ class Summarizer:
         state = dict(zip(self._state_names, encoded, strict=True))
 
         def step(tokens: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
-            logits, *updated = self._decoder.run(self._step_outputs, {"token": tokens, **state})
+            log_probs, *updated = self._decoder.run(self._step_outputs, {"token": tokens, **state})
             names = (name.removeprefix("next_") for name in self._step_outputs[1:])
-            return logits, {**state, **dict(zip(names, updated, strict=True))}
+            return log_probs, {**state, **dict(zip(names, updated, strict=True))}
 
         def select(state: dict, rows: np.ndarray) -> dict:
             return {name: value[rows] for name, value in state.items()}

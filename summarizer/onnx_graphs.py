@@ -1,8 +1,8 @@
 """A trained Keras title model written out as two ONNX graphs the serving engine runs:
 
 - encoder: `body [B, S] int64 -> the decoding state` (every output is a state entry);
-- decoder: `token [B] int64 + every state entry -> logits [B, V] + next_<entry> for each
-  entry that changes`.
+- decoder: `token [B] int64 + every state entry -> log_probs [B, V] + next_<entry> for each
+  entry that changes` (the log-softmax runs in the graph, vectorized and threaded).
 
 The Transformer's state is the body mask, each decoder layer's cross-attention keys and
 values (computed once per body) and its self-attention key/value cache, which grows by one
@@ -68,6 +68,9 @@ class _Graph:
     def output(self, value: str, name: str, dtype: int, shape: list) -> None:
         self.op("Identity", value, name=name)
         self.outputs.append(helper.make_tensor_value_info(name, dtype, shape))
+
+    def log_probs(self, logits: str, vocab: int) -> None:
+        self.output(self.op("LogSoftmax", logits, axis=-1), "log_probs", _FLOAT, ["batch", vocab])
 
     def model(self) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.weights)
@@ -222,7 +225,7 @@ class _Transformer:
             g.output(values, f"next_self_values_{i}", _FLOAT, ["batch", self.heads, "next", self.head_dim])
         y = g.layer_norm(g.op("Squeeze", y, g.const(np.array([1], np.int64))),
                          self.model.get_layer("decoder_norm"))
-        g.output(g.op("Gemm", y, table, transB=1), "logits", _FLOAT, ["batch", len(self.table)])
+        g.log_probs(g.op("Gemm", y, table, transB=1), len(self.table))
         return g.model()
 
 
@@ -273,7 +276,7 @@ def _gru_decoder(model: keras.Model) -> onnx.ModelProto:
     next_state = g.op("Squeeze", next_state, g.const(np.array([0], np.int64)))
     g.output(next_state, "next_state", _FLOAT, ["batch", gru.units])
     y = g.batch_norm(next_state, layer("output_norm"))
-    g.output(g.dense(y, layer("logits")), "logits", _FLOAT, ["batch", layer("logits").units])
+    g.log_probs(g.dense(y, layer("logits")), layer("logits").units)
     return g.model()
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from summarizer.bundle import MANIFEST, verify
-from summarizer.decoding import DecodeConfig, Select, Step, search
+from summarizer.decoding import DecodeConfig, Select, Step, log_softmax, search
 from summarizer.errors import UserError
 from summarizer.featurize import encode_bodies
 from summarizer.models import inference_models, load_model
@@ -34,7 +34,7 @@ def _steps(model: keras.Model) -> tuple[Callable, Step, Select]:
     if model.name == "gru":
         def step(tokens: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             logits, state = decoder.predict_on_batch([tokens[:, None].astype(np.int32), state])
-            return logits, state
+            return log_softmax(logits), state
 
         return encoder.predict_on_batch, step, lambda state, rows: state[rows]
 
@@ -46,7 +46,7 @@ def _steps(model: keras.Model) -> tuple[Callable, Step, Select]:
     def step(tokens: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
         memory, mask, prefix = state
         prefix = np.concatenate([prefix, tokens[:, None].astype(np.int32)], axis=1)
-        return decoder.predict_on_batch([prefix, memory, mask]), (memory, mask, prefix)
+        return log_softmax(decoder.predict_on_batch([prefix, memory, mask])), (memory, mask, prefix)
 
     return encode, step, lambda state, rows: tuple(part[rows] for part in state)
 

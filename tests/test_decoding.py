@@ -12,7 +12,7 @@ VOCAB = 7
 
 
 def table_model(tables: np.ndarray):
-    """A bigram model per input: logits = tables[input, last token]. The state is each row's
+    """A bigram model per input: log-probabilities = tables[input, last token]. The state is each row's
     input number, so a wrong `select` shows up as another input's answers."""
 
     def step(tokens: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
