@@ -8,6 +8,7 @@ imports TensorFlow or Keras: the Seldon and MLServer images and the web app stay
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,8 @@ class Title:
 
 
 class Summarizer:
-    """A loaded bundle. Safe to share between threads: ONNX Runtime sessions are, and each
-    call keeps its own decoding state."""
+    """A loaded bundle. Safe to share between threads: ONNX Runtime sessions are, each call
+    keeps its own decoding state, and the word cache (which grows as it reads) is locked."""
 
     def __init__(self, folder: Path, manifest: dict, threads: int | None = None) -> None:
         self.manifest = manifest
@@ -58,6 +59,7 @@ class Summarizer:
         self._step_outputs = ["log_probs", *(output.name for output in self._decoder.get_outputs()
                                             if output.name.startswith("next_"))]
         self._words = WordCache(Tokenizer.from_file(str(folder / "tokenizer.json")))
+        self._words_lock = threading.Lock()
         self._tokenizer = self._words.tokenizer
         self._special = special_ids(self._tokenizer)
         settings = (manifest.get("data") or {}).get("settings") or {}
@@ -75,7 +77,9 @@ class Summarizer:
     def body_ids(self, bodies: Sequence[str]) -> np.ndarray:
         """Raw bodies cleaned and tokenized exactly as `prepare` did for training."""
         texts = [model_text(body, self._max_raw_chars, self._body_chars) for body in bodies]
-        ids, _ = pad_rows(*self._words.encode_flat(texts), self.body_tokens, None, self._special["pad"])
+        with self._words_lock:
+            flat = self._words.encode_flat(texts)
+        ids, _ = pad_rows(*flat, self.body_tokens, None, self._special["pad"])
         return ids
 
     def _decode(self, ids: np.ndarray, config: DecodeConfig) -> list[list[Candidate]]:

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -139,6 +140,16 @@ def test_any_batch_size_keeps_each_bodys_own_title(bundles: dict[str, Path]) -> 
     together = engine.summarize(bodies, max_length=5)
     assert len(together) == len(bodies) == 150
     assert together == [engine.summarize([body], max_length=5)[0] for body in bodies]
+
+
+def test_threads_share_one_engine(bundles: dict[str, Path]) -> None:
+    """Server threads call one loaded engine at once; new words reach its cache meanwhile."""
+    engine = Summarizer.load(bundles["gru"], threads=1)
+    bodies = [f"{body} word{i} other{i * 7}" for i, body in enumerate(BODIES * 16)]
+    expected = Summarizer.load(bundles["gru"], threads=1).summarize(bodies, max_length=4)
+    with ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(lambda body: engine.summarize([body], max_length=4)[0], bodies))
+    assert found == expected
 
 
 def test_huge_and_empty_bodies_get_titles(bundles: dict[str, Path]) -> None:

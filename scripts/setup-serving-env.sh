@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Creates .venvs/NAME (NAME = seldon or mlserver), the model server's own environment: each
+# server pins libraries that the project's .venv cannot share (seldon-core wants protobuf<4,
+# numpy<2, Flask<3). Installs serving/requirements*.txt, then this project with --no-deps (the
+# engine needs only numpy, onnxruntime and tokenizers). A stamp holding the requirements file's
+# sha256 makes a rerun a no-op; a changed file rebuilds the environment from scratch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=${1:-}
+case "$name" in
+  seldon) requirements=serving/requirements.txt ;;
+  mlserver) requirements=serving/requirements-mlserver.txt ;;
+  *) echo "usage: bash scripts/setup-serving-env.sh seldon|mlserver" >&2; exit 2 ;;
+esac
+if [ ! -f "$requirements" ]; then
+  echo "$requirements is missing" >&2
+  exit 1
+fi
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3.12 python3.13 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then python=$candidate; break; fi
+  done
+fi
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "issue-summarizer needs Python 3.11 or newer (found: ${python:-none}); set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+
+venv=.venvs/$name
+stamp=$venv/requirements.sha256
+mkdir -p .venvs
+exec 9>".venvs/$name.lock"
+flock 9  # two test runs starting at once build it once
+wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && "$venv/bin/python" -c '' 2>/dev/null; then
+  echo "$venv is up to date with $requirements"
+  exit 0
+fi
+started=$SECONDS
+rm -rf "$venv"
+"$python" -m venv "$venv"
+# -qq: pip's errors still show, its warnings and progress do not.
+"$venv/bin/python" -m pip install -qq --disable-pip-version-check -r "$requirements"
+"$venv/bin/python" -m pip install -qq --disable-pip-version-check --no-deps -e .
+echo "$wanted" >"$stamp"
+echo "$venv built from $requirements in $((SECONDS - started)) s"

@@ -1,0 +1,204 @@
+"""The Seldon Core model class: issue bodies in, titles out, through the ONNX engine.
+
+`seldon-core-microservice IssueSummarization` (run from this folder) serves it; Seldon's file
+and class names must match, hence the CamelCase module. Settings come from the environment
+(serving/README.md lists them) and are checked when the class is made, so a bad value stops
+the server at start instead of failing every request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from seldon_core.flask_utils import SeldonMicroserviceException
+from seldon_core.user_model import SeldonNotImplementedError
+
+from summarizer.engine import Summarizer
+
+# In a checkout and in the image alike, the shipped bundle sits beside this folder.
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
+USAGE = 'send {"data": {"ndarray": [["<issue body>"], ...]}} or {"strData": "<issue body>"}'
+HEALTH_BODY = "The health check asks for a title for this body to prove the model answers."
+
+
+def _bad(message: str, status: int = 400) -> SeldonMicroserviceException:
+    """Seldon answers this exception with `status` and the message as JSON, not a traceback."""
+    return SeldonMicroserviceException(message, status_code=status)
+
+
+def _setting(env: Mapping[str, str], name: str, default: float | None, kind: type = int,
+             minimum: float = 1) -> Any:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the environment sets; the decoding fields are `Summarizer.summarize` arguments."""
+
+    bundle: str
+    threads: int
+    max_batch: int
+    max_body_chars: int
+    num_beams: int
+    max_length: int | None  # None: the model's title length
+    min_length: int
+    length_penalty: float
+    no_repeat_ngram: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        return cls(
+            bundle=env.get("MODEL_BUNDLE", "").strip() or str(DEFAULT_BUNDLE),
+            threads=_setting(env, "ENGINE_THREADS", 1),
+            max_batch=_setting(env, "MAX_BATCH", 64),
+            max_body_chars=_setting(env, "MAX_BODY_CHARS", 100_000),
+            num_beams=_setting(env, "NUM_BEAMS", 1),
+            max_length=_setting(env, "MAX_LENGTH", None),
+            min_length=_setting(env, "MIN_LENGTH", 1, minimum=0),
+            length_penalty=_setting(env, "LENGTH_PENALTY", 1.0, float, minimum=0),
+            no_repeat_ngram=_setting(env, "NO_REPEAT_NGRAM", 2, minimum=0),
+        )
+
+    def decoding(self) -> dict[str, Any]:
+        return {"num_beams": self.num_beams, "max_length": self.max_length, "min_length": self.min_length,
+                "length_penalty": self.length_penalty, "no_repeat_ngram": self.no_repeat_ngram}
+
+
+def _json_bodies(request: dict) -> list[str]:
+    """The bodies of a REST payload, each checked to be a string."""
+    if "strData" in request:
+        body = request["strData"]
+        if not isinstance(body, str):
+            raise _bad(f"strData must be a string (the issue body), got {type(body).__name__}")
+        return [body]
+    data = request.get("data")
+    if not isinstance(data, dict) or "ndarray" not in data:
+        raise _bad(f"no issue bodies found: {USAGE}")
+    rows = data["ndarray"]
+    if not isinstance(rows, list):
+        raise _bad(f"data.ndarray must be a list of [body] rows, got {type(rows).__name__}")
+    flat = bool(rows) and isinstance(rows[0], str)  # a plain list of bodies is accepted too
+    bodies = []
+    for index, row in enumerate(rows):
+        body = row if flat else row[0] if isinstance(row, list) and len(row) == 1 else None
+        if not isinstance(body, str):
+            wanted = "a string, as the first row is" if flat else '["<issue body>"], a row of one string'
+            raise _bad(f"data.ndarray[{index}] must be {wanted}; got {json.dumps(row)[:80]}")
+        bodies.append(body)
+    return bodies
+
+
+def _array_bodies(X: Any) -> list[str]:
+    """The bodies of what Seldon hands `predict`: a string, or rows of one string."""
+    if isinstance(X, str):
+        return [X]
+    if not isinstance(X, np.ndarray):
+        raise _bad(f"expected issue bodies, got {type(X).__name__}: {USAGE}")
+    if X.ndim not in (1, 2) or (X.ndim == 2 and X.shape[1] != 1):
+        raise _bad(f"expected rows of one issue body each, got an array of shape {list(X.shape)}")
+    bodies = X.reshape(-1).tolist()
+    bad = next((index for index, body in enumerate(bodies) if not isinstance(body, str)), None)
+    if bad is not None:
+        raise _bad(f"body {bad} is not a string: {str(bodies[bad])[:80]}")
+    return bodies
+
+
+class IssueSummarization:
+    """Seldon's Python-wrapper model. REST payloads are checked before Seldon turns them into
+    numpy arrays (`predict_raw`), then titled by `predict`."""
+
+    def __init__(self) -> None:
+        self.settings = Settings.from_env(os.environ)
+        self.engine: Summarizer | None = None
+        self._request = threading.local()  # titles and engine time of this thread's last request
+
+    def load(self) -> None:
+        """Seldon calls this in each server process after it forks: ONNX Runtime's thread pools do
+        not survive a fork. One warm-up title also rejects bad decoding settings at start."""
+        self.engine = Summarizer.load(self.settings.bundle, threads=self.settings.threads)
+        self.engine.summarize([HEALTH_BODY], **self.settings.decoding())
+
+    def check(self, bodies: Sequence[str]) -> None:
+        """Refuse what the engine should not spend time on, with a message saying why."""
+        limits = self.settings
+        if not bodies:
+            raise _bad(f"no issue bodies in the request: {USAGE}")
+        if len(bodies) > limits.max_batch:
+            raise _bad(f"{len(bodies)} bodies in one request; the limit is MAX_BATCH={limits.max_batch}: "
+                       "send them in smaller batches", 413)
+        for index, body in enumerate(bodies):
+            if not body.strip():
+                raise _bad(f"body {index} is empty: a title needs the issue's text")
+            if len(body) > limits.max_body_chars:
+                raise _bad(f"body {index} has {len(body):,} characters; the limit is "
+                           f"MAX_BODY_CHARS={limits.max_body_chars:,}", 413)
+
+    def predict_raw(self, request: Any) -> Any:
+        """Check a REST payload before Seldon converts it: numpy would turn numbers into text and
+        size every row for the longest body. Raising SeldonNotImplementedError is how Seldon is
+        told to go on with its own conversion and `predict`."""
+        if isinstance(request, dict):  # gRPC's SeldonMessage arrives typed already
+            self.check(_json_bodies(request))
+        raise SeldonNotImplementedError("checked; Seldon goes on to predict")
+
+    def predict(self, X: Any, features_names: Sequence[str] | None = None) -> np.ndarray | str:
+        """One title per body, in the request's shape: strData gives strData, rows give rows."""
+        bodies = _array_bodies(X)
+        self.check(bodies)
+        started = time.perf_counter()
+        titles = self.engine.summarize(bodies, **self.settings.decoding())
+        self._request.done = (len(titles), (time.perf_counter() - started) * 1000)
+        if isinstance(X, str):
+            return titles[0]
+        return np.array(titles, dtype=object).reshape(X.shape)
+
+    def class_names(self) -> list[str]:
+        return ["title"]
+
+    def metrics(self) -> list[dict]:
+        """Seldon calls this after every predict and health check and adds the values to /metrics
+        on the metrics port: titles written (counter) and engine time per request (timer, ms)."""
+        done = getattr(self._request, "done", None)
+        self._request.done = None
+        if done is None:
+            return []
+        titles, milliseconds = done
+        return [{"type": "COUNTER", "key": "issue_summarizer_titles", "value": titles},
+                {"type": "TIMER", "key": "issue_summarizer_engine_seconds", "value": milliseconds}]
+
+    def tags(self) -> dict[str, str]:
+        """Every response names the model that wrote it."""
+        return {"model_version": self.engine.version}
+
+    def health_status(self) -> dict[str, str]:
+        """A short title for a fixed body: proves the engine answers, not only the web server."""
+        title = self.engine.summarize([HEALTH_BODY], max_length=4)[0]
+        return {"status": "ok", "model_version": self.engine.version, "title": title}
+
+    def init_metadata(self) -> dict:
+        """Served at /api/v1.0/metadata; made before `load`, so it names no model version."""
+        return {
+            "name": "issue-summarizer",
+            "platform": "onnxruntime",
+            "inputs": [{"messagetype": "ndarray", "schema": {"names": ["body"], "shape": [1]}}],
+            "outputs": [{"messagetype": "ndarray", "schema": {"names": ["title"], "shape": [1]}}],
+            "custom": {"max_batch": str(self.settings.max_batch),
+                       "max_body_chars": str(self.settings.max_body_chars)},
+        }

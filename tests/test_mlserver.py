@@ -1,0 +1,219 @@
+"""The MLServer runtime under a real `mlserver start` (MLServer 1.7, its own environment built by
+`scripts/setup-serving-env.sh mlserver`) on loopback: V2 inference gives the engine's titles,
+the metadata lists the tensors, and bad requests get a 4xx with a message while the server
+keeps serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from summarizer.engine import Summarizer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MLSERVER = REPO_ROOT / ".venvs" / "mlserver" / "bin" / "mlserver"
+BUNDLE = REPO_ROOT / "models" / "default"
+MODEL = "issue-summarizer"
+RUNTIME_SETTINGS = ("MODEL_BUNDLE", "ENGINE_THREADS", "MAX_BATCH", "MAX_BODY_CHARS")  # its defaults here
+BODIES = [
+    "When I run `pip install widgets` on Windows 11 the build fails with\n"
+    "ModuleNotFoundError: No module named 'setuptools'. Python 3.12, pip 24.",
+    "The save button on the settings page does nothing in Firefox 125; Chrome works. "
+    "No errors in the console.",
+    "Add a --dry-run flag to the deploy command so we can see what would change before applying it.",
+]
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """End the server's whole process group: SIGTERM, then SIGKILL if it lingers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _start(log: Path, bundle: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """`mlserver start serving/mlserver` from the repository root, every server on a free
+    loopback port (gRPC cannot be turned off in MLServer 1.7, metrics go on their own port).
+    Without `bundle`, the model settings' uri names models/default."""
+    http, grpc, metrics = _free_ports(3)
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("MLSERVER") and name not in RUNTIME_SETTINGS}
+    env.update(MLSERVER_HOST="127.0.0.1", MLSERVER_HTTP_PORT=str(http), MLSERVER_GRPC_PORT=str(grpc),
+               MLSERVER_METRICS_PORT=str(metrics))
+    if bundle is not None:
+        env["MODEL_BUNDLE"] = str(bundle)
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(MLSERVER), "start", "serving/mlserver"], cwd=REPO_ROOT, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    return process, f"http://127.0.0.1:{http}"
+
+
+def _log_tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a running server that has loaded `models/default`."""
+    setup = subprocess.run(["bash", "scripts/setup-serving-env.sh", "mlserver"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=1500, check=False)
+    if setup.returncode != 0:
+        pytest.fail(f"setup-serving-env.sh mlserver failed:\n{setup.stdout[-3000:]}\n{setup.stderr[-3000:]}")
+    log = tmp_path_factory.mktemp("mlserver") / "mlserver.log"
+    process, url = _start(log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"mlserver exited with {process.returncode}:\n{_log_tail(log)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlserver was not ready in 90 s:\n{_log_tail(log)}")
+            try:
+                if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        yield url
+        assert process.poll() is None, f"mlserver died during the tests:\n{_log_tail(log)}"
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Summarizer:
+    return Summarizer.load(BUNDLE, threads=1)
+
+
+def _infer(url: str, payload: dict | str) -> requests.Response:
+    if isinstance(payload, str):
+        return requests.post(f"{url}/v2/models/{MODEL}/infer", data=payload, timeout=60,
+                             headers={"Content-Type": "application/json"})
+    return requests.post(f"{url}/v2/models/{MODEL}/infer", json=payload, timeout=60)
+
+
+def _bodies(data: list, shape: list[int] | None = None, **fields) -> dict:
+    tensor = {"name": "body", "datatype": "BYTES", "shape": shape or [len(data)], "data": data}
+    return {"inputs": [{**tensor, **fields}]}
+
+
+def _output(response: requests.Response, name: str) -> dict:
+    assert response.status_code == 200, response.text
+    return next(output for output in response.json()["outputs"] if output["name"] == name)
+
+
+def test_titles_equal_the_engine(server: str, engine: Summarizer) -> None:
+    response = _infer(server, _bodies(BODIES))
+    title = _output(response, "title")
+    assert title["datatype"] == "BYTES"
+    assert title["shape"] == [len(BODIES)]
+    assert title["data"] == engine.summarize(BODIES)
+    assert response.json()["model_version"] == engine.version
+    assert [output["name"] for output in response.json()["outputs"]] == ["title"]
+
+
+def test_column_input_and_beam_search(server: str, engine: Summarizer) -> None:
+    """StringCodec's [N, 1] layout, rows as nested lists, with decoding parameters."""
+    payload = _bodies([[body] for body in BODIES], [len(BODIES), 1], parameters={"content_type": "str"})
+    payload["parameters"] = {"num_beams": 3, "max_length": 12}
+    title = _output(_infer(server, payload), "title")
+    assert title["data"] == engine.summarize(BODIES, num_beams=3, max_length=12)
+
+
+def test_candidates_and_scores(server: str, engine: Summarizer) -> None:
+    response = _infer(server, {**_bodies(BODIES[:2]), "parameters": {"num_return": 3}})
+    expected = engine.candidates(BODIES[:2], num_return=3, num_beams=3)
+    candidates, scores = _output(response, "candidates"), _output(response, "scores")
+    assert candidates["shape"] == scores["shape"] == [2, 3]
+    assert candidates["data"] == [title.text for row in expected for title in row]
+    assert scores["data"] == pytest.approx([title.score for row in expected for title in row], rel=1e-5)
+    assert _output(response, "title")["data"] == [row[0].text for row in expected]
+
+
+def test_outputs_named_in_the_request(server: str) -> None:
+    response = _infer(server, {**_bodies(BODIES[:1]), "outputs": [{"name": "scores"}]})
+    assert [output["name"] for output in response.json()["outputs"]] == ["scores"]
+    assert _output(response, "scores")["shape"] == [1, 1]
+
+
+def test_metadata_and_health(server: str) -> None:
+    metadata = requests.get(f"{server}/v2/models/{MODEL}", timeout=10).json()
+    assert metadata["name"] == MODEL
+    assert [(tensor["name"], tensor["datatype"]) for tensor in metadata["inputs"]] == [("body", "BYTES")]
+    assert {tensor["name"]: tensor["datatype"] for tensor in metadata["outputs"]} == {
+        "title": "BYTES", "candidates": "BYTES", "scores": "FP32"}
+    assert requests.get(f"{server}/v2/health/live", timeout=10).status_code == 200
+    assert requests.get(f"{server}/v2/models/{MODEL}/ready", timeout=10).status_code == 200
+
+
+BAD_REQUESTS = {
+    "not JSON": ("{not json", 422, "JSON"),
+    "no inputs field": ({"parameters": {}}, 422, "inputs"),
+    "no inputs": ({"inputs": []}, 400, "no inputs"),
+    "numbers, not text": (_bodies([1, 2], datatype="INT64"), 400, "datatype INT64"),
+    "unknown datatype": (_bodies(["a bug"], datatype="STRING"), 422, "datatype"),
+    "non-string item": (_bodies(["a bug", 7]), 400, "body 1 is not text"),
+    "empty body": (_bodies(["a real bug report", "  \n "]), 400, "body 1 is empty"),
+    "lone surrogate": (json.dumps(_bodies(["\ud800 a bug"])), 422, "no low surrogate"),
+    "body over the limit": (_bodies(["x" * 100_001]), 413, "body 0 has 100,001 characters"),
+    "batch over the limit": (_bodies(["a bug"] * 65), 413, "65 issue bodies in one request; the limit is"),
+    "shape and data disagree": (_bodies(["a bug"], [3]), 400, "shape [3] but 1 items"),
+    "base64 content": (_bodies(["YQ=="], parameters={"content_type": "base64"}), 400, "content type"),
+    "beams out of range": ({**_bodies(["a bug"]), "parameters": {"num_beams": 0}}, 400, "num_beams"),
+    "beams not a number": ({**_bodies(["a bug"]), "parameters": {"num_beams": "four"}}, 400, "integer"),
+    "more titles than beams": ({**_bodies(["a bug"]), "parameters": {"num_return": 3, "num_beams": 2}},
+                               400, "num_return (3) cannot exceed num_beams (2)"),
+    "unknown output": ({**_bodies(["a bug"]), "outputs": [{"name": "summary"}]}, 400, "unknown output"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS)
+def test_bad_requests_get_a_clear_4xx(server: str, engine: Summarizer, case: str) -> None:
+    payload, status, message = BAD_REQUESTS[case]
+    response = _infer(server, payload)
+    assert response.status_code == status, response.text
+    assert message in response.text
+    # The server is still serving.
+    assert _output(_infer(server, _bodies(BODIES[:1])), "title")["data"] == engine.summarize(BODIES[:1])
+
+
+def test_a_bad_bundle_stops_the_server_with_its_reason(server: str, tmp_path: Path) -> None:
+    """MODEL_BUNDLE wins over the settings' uri; a folder that is no bundle is refused at load
+    (the environment exists: `server` built it)."""
+    log = tmp_path / "mlserver.log"
+    process, _ = _start(log, tmp_path)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"mlserver kept running on a folder that is no bundle:\n{_log_tail(log)}")
+    finally:
+        _stop(process)
+    assert "not a model bundle" in _log_tail(log)
