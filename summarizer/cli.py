@@ -235,6 +235,29 @@ def _add_summarize(commands: argparse._SubParsersAction, common: argparse.Argume
     _add_decoding(parser, no_repeat_ngram=2)
 
 
+def _add_feedback(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "feedback", parents=[common], formatter_class=_Help,
+        help="work with the feedback people gave in the web app",
+        description="The web app stores verdicts on its titles and people's corrections in SQLite.")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser(
+        "export", parents=[common], formatter_class=_Help,
+        help="write the feedback as issue records (training data)",
+        description=(
+            "Write every feedback entry that names a title (a correction, or a suggestion judged "
+            "good) as an issue record in the format ingest writes, so prepare can train on it. "
+            "Entries judged bad without a correction are counted and left out."
+        ),
+        epilog="example: issue-summarizer feedback export -o feedback.jsonl.gz && "
+               "issue-summarizer prepare issues.jsonl.gz feedback.jsonl.gz -o dataset",
+    )
+    export.add_argument("-o", "--output", required=True,
+                        help="records file, local or gs:// (.jsonl, or .jsonl.gz to compress)")
+    export.add_argument("--db", help="the web app's SQLite file (default: $FEEDBACK_DB, else "
+                                     "feedback.sqlite3 in ~/.local/share/issue-summarizer)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="issue-summarizer",
@@ -252,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands, common)
     _add_export(commands, common)
     _add_summarize(commands, common)
+    _add_feedback(commands, common)
     commands.add_parser(
         "bigquery-sql", parents=[common],
         help="print the BigQuery SQL that extracts opened issues from GH Archive",
@@ -347,6 +371,14 @@ def _run_summarize(args: argparse.Namespace) -> None:
             print(best[0].text)
 
 
+def _run_feedback(args: argparse.Namespace) -> None:
+    from webapp.feedback import default_db_path, export
+
+    db = Path(args.db or os.environ.get("FEEDBACK_DB") or default_db_path())
+    counts = export(db, args.output)
+    print(json.dumps({"output": args.output, **counts}, indent=2))
+
+
 def _run_bigquery_sql(_: argparse.Namespace) -> None:
     print(resources.files("summarizer").joinpath("sql/gharchive_opened_issues.sql").read_text())
 
@@ -357,7 +389,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 RUNNERS = {"ingest": _run_ingest, "prepare": _run_prepare, "show": _run_show,
            "evaluate": _run_evaluate, "train": _run_train, "export": _run_export,
-           "summarize": _run_summarize, "bigquery-sql": _run_bigquery_sql}
+           "summarize": _run_summarize, "feedback": _run_feedback, "bigquery-sql": _run_bigquery_sql}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
