@@ -15,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from summarizer.readers.github_api import error_message
 from webapp.errors import WebError
 
 API_VERSION = "2022-11-28"
@@ -43,14 +44,8 @@ def parse_issue_url(url: str) -> tuple[str, str, int]:
     return match["owner"], match["repo"], int(match["number"])
 
 
-def _message(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
-    return response.reason or f"HTTP {response.status_code}"
+def _error(response: requests.Response) -> str:
+    return error_message(response) or f"HTTP {response.status_code}"
 
 
 def _rate_limit_wait(response: requests.Response) -> float | None:
@@ -137,10 +132,10 @@ class GitHubClient:
                            404, "github")
         if status == 403:
             raise WebError(f"GitHub refused access to {where}: the repository is private or blocked "
-                           f"({private_hint}): {_message(response)}", 403, "github")
+                           f"({private_hint}): {_error(response)}", 403, "github")
         if status == 410:
             raise WebError(f"{where} was deleted, or the repository has issues turned off", 410, "github")
         if status == 401:
-            raise WebError(f"GitHub rejected the app's GITHUB_TOKEN ({_message(response)})", 502, "github")
-        raise WebError(f"GitHub answered {status} for {where} ({_message(response)}); try again later", 502,
+            raise WebError(f"GitHub rejected the app's GITHUB_TOKEN ({_error(response)})", 502, "github")
+        raise WebError(f"GitHub answered {status} for {where} ({_error(response)}); try again later", 502,
                        "github")

@@ -108,7 +108,7 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
-def _message(response: requests.Response) -> str:
+def error_message(response: requests.Response) -> str:
     """GitHub's `message` from an error body, else the HTTP reason."""
     try:
         body = response.json()
@@ -326,17 +326,17 @@ class RepositoryCrawl:
             raise UserError(f"{self.source} not found (or private: set GITHUB_TOKEN with access)")
         if status == 401:
             raise UserError(
-                f"GitHub rejected the credentials ({status} {_message(response)}): check "
+                f"GitHub rejected the credentials ({status} {error_message(response)}): check "
                 "GITHUB_TOKEN" if self.token else
                 f"the GitHub API at {self._host} requires authentication: set GITHUB_TOKEN")
         if status == 410:
-            raise UserError(f"{self.source} has its issues turned off ({_message(response)})")
+            raise UserError(f"{self.source} has its issues turned off ({error_message(response)})")
         if status == 403:
-            raise UserError(f"GitHub refused access to {self.source} ({_message(response)}); "
+            raise UserError(f"GitHub refused access to {self.source} ({error_message(response)}); "
                             "check that GITHUB_TOKEN may read its issues")
         if status != 200:
             raise UserError(f"GitHub API error for {self.source}: HTTP {status} "
-                            f"{_message(response)} ({url})")
+                            f"{error_message(response)} ({url})")
         try:
             items = json.loads(response.content)
         except ValueError:
@@ -387,7 +387,7 @@ class RepositoryCrawl:
                 if failures > self.retries:
                     raise UserError(
                         f"the GitHub API at {urlsplit(url).netloc} kept failing (HTTP "
-                        f"{response.status_code} {_message(response)} after {failures} tries); "
+                        f"{response.status_code} {error_message(response)} after {failures} tries); "
                         "try again later")
                 self._backoff(failures, f"HTTP {response.status_code} from {url}")
                 continue
@@ -415,7 +415,7 @@ class RepositoryCrawl:
         reset = headers.get("X-RateLimit-Reset", "")
         if headers.get("X-RateLimit-Remaining") == "0" and reset.isdigit():
             return float(math.ceil(max(int(reset) - self._clock(), 0.0)) + 1)  # + clock skew
-        if response.status_code == 429 or "rate limit" in _message(response).lower():
+        if response.status_code == 429 or "rate limit" in error_message(response).lower():
             return 60.0 * 2**waits  # a secondary limit without headers: GitHub says >= 1 min
         return None
 
