@@ -4,8 +4,6 @@ training run made from it, and a Cloud Storage emulator."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +20,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT))
+
+from servers import end_group, free_ports  # noqa: E402
 
 from summarizer import storage  # noqa: E402
 from summarizer.ingest import ingest  # noqa: E402
@@ -103,25 +103,6 @@ def tiny_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Ti
     return TinyRun(output, " ".join([script.name, *args]))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _wait_until_up(host: str, process: subprocess.Popen, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
@@ -152,7 +133,7 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
     script = Path(sys.executable).with_name("gcp-storage-emulator")
     if not script.exists():
         pytest.fail(f"{script} is missing: install the test extras (pip install -e '.[test]')")
-    port = _free_port()
+    (port,) = free_ports(1)
     host = f"http://127.0.0.1:{port}"
     # Output goes to a file, not a pipe: a full pipe would block the emulator.
     with tempfile.TemporaryFile() as log:
@@ -165,7 +146,7 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
         )
         try:
             if not _wait_until_up(host, process, timeout=30):
-                _kill_group(process)
+                end_group(process, grace=5)
                 log.seek(0)
                 output = log.read().decode(errors="replace")[-2000:]
                 pytest.fail(f"gcp-storage-emulator did not start on {host}:\n{output}")
@@ -178,7 +159,7 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
                 finally:
                     storage._client.cache_clear()
         finally:
-            _kill_group(process)
+            end_group(process, grace=5)
 
 
 @pytest.fixture

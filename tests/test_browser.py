@@ -21,7 +21,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import pytest
 from github_replay import GitHubReplay
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from servers import build_serving_environment
 from webapp_process import App, running_app
 
 from serving.microservice import serve
@@ -181,10 +181,7 @@ def app_with_endpoint_down(refused_port: int, tmp_path_factory: pytest.TempPathF
 def app_on_seldon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     """The app calling the real Seldon microservice on the shipped model, in .venvs/seldon as
     the script users run builds it (a no-op once built)."""
-    setup = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "setup-serving-env.sh"), "seldon"],
-                           capture_output=True, text=True, timeout=1200, check=False)
-    if setup.returncode != 0:
-        pytest.fail(f"scripts/setup-serving-env.sh seldon failed:\n{setup.stdout}{setup.stderr[-3000:]}")
+    build_serving_environment("seldon")
     folder = tmp_path_factory.mktemp("seldon")
     with serve(BUNDLE, env={"NUM_BEAMS": str(NUM_BEAMS)}) as service, running_app(_settings(
             SUMMARIZER_URL=service.url, SUMMARIZER_PROTOCOL="seldon",

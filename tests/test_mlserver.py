@@ -6,24 +6,19 @@ keeps serving."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from servers import build_serving_environment, end_group, mlserver, start_mlserver
 
 from summarizer.engine import Summarizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MLSERVER = REPO_ROOT / ".venvs" / "mlserver" / "bin" / "mlserver"
 BUNDLE = REPO_ROOT / "models" / "default"
 MODEL = "issue-summarizer"
-RUNTIME_SETTINGS = ("MODEL_BUNDLE", "ENGINE_THREADS", "MAX_BATCH", "MAX_BODY_CHARS")  # its defaults here
 BODIES = [
     "When I run `pip install widgets` on Windows 11 the build fails with\n"
     "ModuleNotFoundError: No module named 'setuptools'. Python 3.12, pip 24.",
@@ -33,79 +28,12 @@ BODIES = [
 ]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End the server's whole process group: SIGTERM, then SIGKILL if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _start(log: Path, bundle: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """`mlserver start serving/mlserver` from the repository root, every server on a free
-    loopback port (gRPC cannot be turned off in MLServer 1.7, metrics go on their own port).
-    Without `bundle`, the model settings' uri names models/default."""
-    http, grpc, metrics = _free_ports(3)
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("MLSERVER") and name not in RUNTIME_SETTINGS}
-    env.update(MLSERVER_HOST="127.0.0.1", MLSERVER_HTTP_PORT=str(http), MLSERVER_GRPC_PORT=str(grpc),
-               MLSERVER_METRICS_PORT=str(metrics))
-    if bundle is not None:
-        env["MODEL_BUNDLE"] = str(bundle)
-    with open(log, "wb") as out:
-        process = subprocess.Popen([str(MLSERVER), "start", "serving/mlserver"], cwd=REPO_ROOT, env=env,
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    return process, f"http://127.0.0.1:{http}"
-
-
-def _log_tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-4000:]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a running server that has loaded `models/default`."""
-    setup = subprocess.run(["bash", "scripts/setup-serving-env.sh", "mlserver"], cwd=REPO_ROOT,
-                           capture_output=True, text=True, timeout=1500, check=False)
-    if setup.returncode != 0:
-        pytest.fail(f"setup-serving-env.sh mlserver failed:\n{setup.stdout[-3000:]}\n{setup.stderr[-3000:]}")
-    log = tmp_path_factory.mktemp("mlserver") / "mlserver.log"
-    process, url = _start(log)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"mlserver exited with {process.returncode}:\n{_log_tail(log)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlserver was not ready in 90 s:\n{_log_tail(log)}")
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
+    build_serving_environment("mlserver")
+    with mlserver(tmp_path_factory.mktemp("mlserver") / "mlserver.log") as url:
         yield url
-        assert process.poll() is None, f"mlserver died during the tests:\n{_log_tail(log)}"
-    finally:
-        _stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -209,11 +137,11 @@ def test_a_bad_bundle_stops_the_server_with_its_reason(server: str, tmp_path: Pa
     """MODEL_BUNDLE wins over the settings' uri; a folder that is no bundle is refused at load
     (the environment exists: `server` built it)."""
     log = tmp_path / "mlserver.log"
-    process, _ = _start(log, tmp_path)
+    process, _ = start_mlserver(log, tmp_path)
     try:
         process.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"mlserver kept running on a folder that is no bundle:\n{_log_tail(log)}")
+        pytest.fail(f"mlserver kept running on a folder that is no bundle:\n{log.read_text()[-4000:]}")
     finally:
-        _stop(process)
-    assert "not a model bundle" in _log_tail(log)
+        end_group(process)
+    assert "not a model bundle" in log.read_text(errors="replace")

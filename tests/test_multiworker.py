@@ -7,13 +7,13 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from servers import free_ports
 
 from summarizer.errors import UserError
 from summarizer.ingest import ingest
@@ -39,17 +39,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            split=SplitConfig(dev_fraction=0.2, test_fraction=0.2, max_heldout_share=0.3))
     prepare([str(records)], str(folder / "dataset"), config, workers=1)
     return folder / "dataset"
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _start(args: list[str], tf_config: dict | str, cwd: Path, log: Path) -> subprocess.Popen:
@@ -80,7 +69,7 @@ def _step_lines(log: str) -> list[str]:
 
 
 def test_two_workers_train_one_model(dataset: Path, tmp_path: Path) -> None:
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     folders = [tmp_path / "chief", tmp_path / "worker"]
     logs = [tmp_path / "chief.log", tmp_path / "worker.log"]

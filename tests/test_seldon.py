@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from servers import build_serving_environment
 
 from serving.microservice import ENVIRONMENT, Service, serve
 from summarizer import storage
@@ -176,10 +177,7 @@ def test_bad_settings_stop_the_start(model_module: types.ModuleType, name: str, 
 @pytest.fixture(scope="module")
 def seldon_env() -> None:
     """.venvs/seldon, built by the script users run (about a minute the first time, then a no-op)."""
-    setup = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "setup-serving-env.sh"), "seldon"],
-                           capture_output=True, text=True, timeout=1200, check=False)
-    if setup.returncode != 0:
-        pytest.fail(f"scripts/setup-serving-env.sh seldon failed:\n{setup.stdout}{setup.stderr[-3000:]}")
+    build_serving_environment("seldon")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
@@ -27,6 +26,7 @@ from cli_in_process import cli
 from flask import Flask, abort
 from flask.testing import FlaskClient
 from github_replay import GitHubReplay
+from servers import build_serving_environment, free_ports, mlserver
 from werkzeug.test import TestResponse
 
 from serving.microservice import serve
@@ -129,12 +129,6 @@ def no_trace(response: TestResponse) -> None:
 
 def parts(app: Flask) -> Services:
     return app.extensions[EXTENSION]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -500,7 +494,7 @@ def test_github_that_does_not_answer(make_app: Callable[..., Flask]) -> None:
         client = make_app(github_api_url=address, timeout=0.5).test_client()
         answer = client.post("/api/summarize", json={"url": "https://github.com/octo-org/widgets/issues/7"})
     assert answer.status_code == 504 and "GitHub did not answer within 0.5 s" in answer.get_json()["error"]
-    client = make_app(github_api_url=f"http://127.0.0.1:{free_port()}").test_client()
+    client = make_app(github_api_url=f"http://127.0.0.1:{free_ports(1)[0]}").test_client()
     answer = client.post("/api/summarize", json={"url": "https://github.com/octo-org/widgets/issues/7"})
     assert answer.status_code == 502 and "could not reach the GitHub API" in answer.get_json()["error"]
 
@@ -607,48 +601,8 @@ def test_a_bad_bundle_stops_the_start(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def serving_envs() -> None:
-    """.venvs/seldon and .venvs/mlserver, built by the script users run (a no-op once built)."""
     for name in ("seldon", "mlserver"):
-        setup = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "setup-serving-env.sh"), name],
-                               capture_output=True, text=True, timeout=1500, check=False)
-        if setup.returncode != 0:
-            pytest.fail(f"setup-serving-env.sh {name} failed:\n{setup.stdout[-2000:]}{setup.stderr[-3000:]}")
-
-
-@contextmanager
-def mlserver(log: Path) -> Iterator[str]:
-    """`mlserver start serving/mlserver` on free loopback ports, ready; its URL."""
-    http, grpc, metrics = (free_port() for _ in range(3))
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("MLSERVER") and name not in ("MODEL_BUNDLE", "MAX_BATCH")}
-    env.update(MLSERVER_HOST="127.0.0.1", MLSERVER_HTTP_PORT=str(http), MLSERVER_GRPC_PORT=str(grpc),
-               MLSERVER_METRICS_PORT=str(metrics))
-    url = f"http://127.0.0.1:{http}"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([str(REPO_ROOT / ".venvs" / "mlserver" / "bin" / "mlserver"), "start",
-                                    "serving/mlserver"], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, \
-                log.read_text(errors="replace")[-3000:]
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(timeout=10)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        build_serving_environment(name)
 
 
 def test_in_front_of_the_seldon_microservice(serving_envs: None, make_app: Callable[..., Flask],
@@ -698,7 +652,7 @@ def test_in_front_of_mlserver_v2(serving_envs: None, make_app: Callable[..., Fla
 
 @pytest.mark.parametrize("protocol", ["seldon", "v2"])
 def test_an_endpoint_that_is_down_is_a_clear_message(make_app: Callable[..., Flask], protocol: str) -> None:
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_ports(1)[0]}"  # nothing listens there
     client = make_app(summarizer_url=url, protocol=protocol).test_client()
     answer = client.post("/api/summarize", json={"body": BODIES[0]})
     message = f"the summarizer endpoint at {url} is down (no connection); start it, or check SUMMARIZER_URL"

@@ -10,10 +10,8 @@ worker threads behind a SIGTERM, a remote client may leave children).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +20,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from servers import end_group
 
 REPO = Path(__file__).resolve().parent.parent
 WEBAPP = (sys.executable, "-m", "webapp", "--host", "127.0.0.1", "--port", "0")
@@ -63,7 +63,7 @@ def running_app(settings: Mapping[str, str], start_timeout: float = 90.0,
             app = App(_url_once_listening(process, log, start_timeout), process.pid, log)
             yield app
         finally:
-            _end(process)
+            end_group(process)
 
 
 def _url_once_listening(process: subprocess.Popen, log: Path, timeout: float) -> str:
@@ -77,14 +77,3 @@ def _url_once_listening(process: subprocess.Popen, log: Path, timeout: float) ->
             raise AppError(f"python -m webapp {why} before printing its URL:\n"
                            f"{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.05)
-
-
-def _end(process: subprocess.Popen) -> None:
-    """SIGTERM to the group, then SIGKILL to whatever of it is left."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(subprocess.TimeoutExpired):  # then SIGKILL
-            process.wait(timeout=10)
