@@ -13,10 +13,15 @@ The run directory holds everything needed to trust and continue a run:
 A checkpoint is written every `checkpoint_steps` batches, at every epoch end and on Ctrl-C
 or SIGTERM; rerunning the same command after any stop, a SIGKILL included, continues from
 it: the batch order is a function of (seed, epoch), so no batch is trained on twice.
+
+The output may be a `gs://` prefix (a pod's disk does not outlive it): the run is then kept in
+a local folder and every file above except logs/ is uploaded as it changes, and a restarted
+run downloads them first, so it continues wherever it runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +47,8 @@ CHECKPOINT = "checkpoint"
 # More epochs stretch the learning-rate schedule to the new total from where the run is.
 EXTENDABLE = ("epochs", "patience", "output")
 MODEL = "model.keras"
+SYNCED = ("config.json", "run.json", "tokenizer.json", "metrics.jsonl", MODEL,
+          f"{CHECKPOINT}/{MODEL}", f"{CHECKPOINT}/state.json")  # what a gs:// run keeps there
 
 
 def accelerator() -> str:
@@ -123,13 +130,41 @@ def save_inference_model(model: keras.Model, path: Path) -> None:
 class Run:
     """The run directory: its config, its checkpoint and the state that says where it is."""
 
-    def __init__(self, config: TrainConfig) -> None:
-        if storage.is_gcs(config.output):
-            raise UserError(f"{config.output}: the run directory must be local (a pod's volume); "
-                            "copy the finished model to gs:// afterwards")
+    def __init__(self, config: TrainConfig, local: Path | None = None) -> None:
         self.config = config
-        self.folder = Path(config.output)
+        self.remote = config.output if storage.is_gcs(config.output) else None
+        if local is None:
+            local = (storage.cache_dir("runs", hashlib.sha256(config.output.encode()).hexdigest()[:16])
+                     if self.remote else Path(config.output))
+        self.folder = local
         self.checkpoint = self.folder / CHECKPOINT
+
+    def pull(self) -> None:
+        """A gs:// run's files into a clean local folder (nothing local outlives a pod)."""
+        if not self.remote:
+            return
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        for name in SYNCED:
+            if storage.exists(storage.join(self.remote, name)):
+                storage.download_file(storage.join(self.remote, name), self.folder / name)
+
+    def push(self, *names: str) -> None:
+        """Upload these files of a gs:// run, in this order (the checkpoint's model before the
+        state that points into it)."""
+        if self.remote:
+            for name in names:
+                storage.upload_file(str(self.folder / name), storage.join(self.remote, name))
+
+    def saved(self) -> tuple[dict, Path] | None:
+        """The last checkpoint's state and model file, read without touching the run: how the
+        workers that do not write it resume with the chief."""
+        if self.remote:
+            self.pull()
+        for folder in (self.checkpoint, self.folder / f".old-{CHECKPOINT}"):
+            if (folder / "state.json").exists():
+                return json.loads((folder / "state.json").read_text()), folder / MODEL
+        return None
 
     def start(self, dataset: Dataset) -> dict:
         """The saved state when resuming, a fresh one otherwise."""
@@ -141,22 +176,24 @@ class Run:
             self._check_resumable(json.loads(config_file.read_text()), config, dataset)
         config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
         shutil.copyfile(dataset.tokenizer_path, self.folder / "tokenizer.json")  # a self-contained run
+        self.push("config.json", "tokenizer.json")
         state_file = self.checkpoint / "state.json"
         if state_file.exists():
             state = json.loads(state_file.read_text())
-            log.info("resuming %s at epoch %d, batch %d", self.folder, state["epoch"] + 1, state["batch"])
+            log.info("resuming %s at epoch %d, batch %d", self.config.output, state["epoch"] + 1,
+                     state["batch"])
             run = json.loads((self.folder / "run.json").read_text())
             commands = run.setdefault("commands", [run["command"]])
             if command not in commands:
                 commands.append(command)
-                (self.folder / "run.json").write_text(json.dumps(run, indent=2))
+                self.write_info(run)
             return state
         run = {"package_version": __version__, "keras_version": keras.__version__,
                "backend": keras.backend.backend(), "accelerator": accelerator(),
                "precision": precision_policy(self.config), "hardware": _hardware(),
                "data_fingerprint": dataset.manifest["fingerprint"], "dataset": self.config.dataset,
                "command": command, "commands": [command]}
-        (self.folder / "run.json").write_text(json.dumps(run, indent=2))
+        self.write_info(run)
         return {"epoch": 0, "batch": 0, "best_dev_loss": None, "bad_epochs": 0, "seconds": 0.0,
                 "history": []}
 
@@ -164,18 +201,31 @@ class Run:
         """The same run, or the same run made longer (more epochs or patience) or moved."""
         changed = sorted(key for key in config if saved.get(key) != config[key])
         if set(changed) - set(EXTENDABLE) or config["epochs"] < saved["epochs"]:
-            raise UserError(f"{self.folder} holds a run with a different config ({', '.join(changed)}); "
-                            "pass a new output folder, or the same config to resume it (only epochs "
-                            "and patience may grow)")
+            raise UserError(f"{self.config.output} holds a run with a different config "
+                            f"({', '.join(changed)}); pass a new output folder, or the same config to "
+                            "resume it (only epochs and patience may grow)")
         if changed:
-            log.info("continuing %s with %s", self.folder,
+            log.info("continuing %s with %s", self.config.output,
                      ", ".join(f"{key} {saved[key]} -> {config[key]}" for key in changed))
         run_file = self.folder / "run.json"
         if run_file.exists():
             fingerprint = json.loads(run_file.read_text())["data_fingerprint"]
             if fingerprint != dataset.manifest["fingerprint"]:
-                raise UserError(f"{self.config.dataset} is not the data {self.folder} was trained on "
+                raise UserError(f"{self.config.dataset} is not the data {self.config.output} was trained on "
                                 "(its fingerprint differs); pass a new output folder")
+
+    def write_info(self, info: dict) -> None:
+        (self.folder / "run.json").write_text(json.dumps(info, indent=2))
+        self.push("run.json")
+
+    def write_metrics(self, history: list[dict]) -> None:
+        """metrics.jsonl rewritten from the checkpoint's history, after the checkpoint:
+        appending before it left a line that a kill during the save made a resumed run write
+        twice."""
+        tmp = self.folder / ".tmp-metrics.jsonl"
+        tmp.write_text("".join(json.dumps(line) + "\n" for line in history))
+        tmp.replace(self.folder / "metrics.jsonl")
+        self.push("metrics.jsonl")
 
     def save(self, model: keras.Model, state: dict) -> None:
         """Model, optimizer and position, replaced as one folder so a kill leaves the old or the
@@ -191,6 +241,7 @@ class Run:
             self.checkpoint.rename(old)
         tmp.rename(self.checkpoint)
         shutil.rmtree(old, ignore_errors=True)
+        self.push(f"{CHECKPOINT}/{MODEL}", f"{CHECKPOINT}/state.json")
 
     def recover(self) -> None:
         """A kill between the two renames in `save` leaves only `.old-checkpoint`."""
@@ -202,16 +253,8 @@ class Run:
         run = json.loads((self.folder / "run.json").read_text())
         run["metrics"] = {"best_dev_loss": state["best_dev_loss"], "epochs": state["epoch"],
                           "train_seconds": round(state["seconds"], 1), **extra}
-        (self.folder / "run.json").write_text(json.dumps(run, indent=2))
+        self.write_info(run)
         return run
-
-
-def _write_metrics(folder: Path, history: list[dict]) -> None:
-    """metrics.jsonl rewritten from the checkpoint's history, after the checkpoint: appending
-    before it left a line that a kill during the save made the resumed run write twice."""
-    tmp = folder / ".tmp-metrics.jsonl"
-    tmp.write_text("".join(json.dumps(line) + "\n" for line in history))
-    tmp.replace(folder / "metrics.jsonl")
 
 
 def _hardware() -> str:
@@ -260,12 +303,13 @@ def record_epoch(run: Run, state: dict, model: keras.Model, train_loss: float | 
     improved = best is None or dev_loss < best
     if improved:
         save_inference_model(model, run.folder / MODEL)
+        run.push(MODEL)
     epoch = state["epoch"] + 1
     state.update(epoch=epoch, batch=0, best_dev_loss=dev_loss if improved else best,
                  bad_epochs=0 if improved else state["bad_epochs"] + 1)
     state["history"].append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev_loss,
                              "improved": improved})
-    _write_metrics(run.folder, state["history"])
+    run.write_metrics(state["history"])
     log.info("epoch %d: train loss %s, dev loss %.4f%s", epoch,
              "n/a" if train_loss is None else f"{train_loss:.4f}", dev_loss,
              " (best so far)" if improved else "")
@@ -287,9 +331,10 @@ def train(config: TrainConfig) -> dict:
     # Checked before the run folder is written: a config.json left by a failed start would
     # refuse the corrected command as "a different config".
     train_batches, dev_batches = load_batches(dataset, config)
+    run.pull()
     run.recover()
     state = run.start(dataset)
-    _write_metrics(run.folder, state["history"])  # what a kill left may be ahead of the checkpoint
+    run.write_metrics(state["history"])  # what a kill left may be ahead of the checkpoint
     keras.mixed_precision.set_global_policy(precision_policy(config))
     keras.utils.set_random_seed(config.seed)
     steps = steps_per_epoch(config, train_batches)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from servers import free_ports
 
+from summarizer import storage
 from summarizer.errors import UserError
 from summarizer.ingest import ingest
 from summarizer.prepare import PrepareConfig, prepare
@@ -24,9 +25,10 @@ from training.cluster import Cluster, parse_tf_config
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples" / "issues"
 LIMIT = 300  # seconds per worker; a worker whose peer died waits in a collective, deaf to SIGTERM
-TINY = ["body_len=64", "title_len=24", "batch_size=4", "epochs=1", "steps_per_epoch=3", "warmup_steps=1",
-        "dev_examples=8", "mixed_precision=off", "model.dim=16", "model.hidden=32", "model.heads=2",
-        "model.encoder_layers=1", "model.decoder_layers=1", "model.max_positions=64", "output=run"]
+SETTINGS = ["body_len=64", "title_len=24", "batch_size=4", "steps_per_epoch=3", "warmup_steps=1",
+            "dev_examples=8", "mixed_precision=off", "model.dim=16", "model.hidden=32", "model.heads=2",
+            "model.encoder_layers=1", "model.decoder_layers=1", "model.max_positions=64"]
+TINY = [*SETTINGS, "epochs=1", "output=run"]
 
 
 @pytest.fixture(scope="module")
@@ -68,20 +70,26 @@ def _step_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if line.startswith("epoch 1 step ")]
 
 
-def test_two_workers_train_one_model(dataset: Path, tmp_path: Path) -> None:
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    folders = [tmp_path / "chief", tmp_path / "worker"]
-    logs = [tmp_path / "chief.log", tmp_path / "worker.log"]
+def _run_cluster(args: list[str], folder: Path) -> tuple[list[Path], list[str]]:
+    """Two workers (worker 0 the chief) on fresh loopback ports, each in its own folder under
+    `folder`; their folders and what they logged, once both succeeded."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    folders = [folder / "chief", folder / "worker"]
+    logs = [folder / "chief.log", folder / "worker.log"]
     processes = []
-    for index, (folder, log) in enumerate(zip(folders, logs, strict=True)):
-        folder.mkdir()
+    for index, (cwd, log) in enumerate(zip(folders, logs, strict=True)):
+        cwd.mkdir(parents=True)
         tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        processes.append(_start([f"dataset={dataset}", *TINY], tf_config, folder, log))
+        processes.append(_start(args, tf_config, cwd, log))
     codes = _wait_all(processes)
     outputs = [log.read_text(errors="replace") for log in logs]
     assert codes == [0, 0], "\n\n".join(f"exit {code}:\n{output[-3000:]}"
                                           for code, output in zip(codes, outputs, strict=True))
+    return folders, outputs
+
+
+def test_two_workers_train_one_model(dataset: Path, tmp_path: Path) -> None:
+    folders, outputs = _run_cluster([f"dataset={dataset}", *TINY], tmp_path)
 
     # Every worker ran the same steps and logged the same loss: the loss is all-reduced.
     assert _step_lines(outputs[0]) == _step_lines(outputs[1]) == [_step_lines(outputs[0])[0]]
@@ -110,6 +118,40 @@ def test_two_workers_train_one_model(dataset: Path, tmp_path: Path) -> None:
     logits = np.asarray(model.predict((body, title_in), verbose=0))
     assert logits.shape == (2, 3, manifest["vocab_size"])
     assert np.isfinite(logits).all()
+
+
+def test_a_restarted_job_resumes_from_its_checkpoint_on_cloud_storage(dataset: Path, tmp_path: Path,
+                                                                     gcs_bucket: str) -> None:
+    """The run on gs://, which every pod reaches: a second job asked for one more epoch loads
+    the first job's checkpoint on both workers and trains only the new epoch."""
+    output = f"{gcs_bucket}/runs/tiny"
+    args = [f"dataset={dataset}", *SETTINGS, f"output={output}", "checkpoint_steps=2"]
+    _, first = _run_cluster([*args, "epochs=1"], tmp_path / "first")
+    first_metrics = storage.read_bytes(f"{output}/metrics.jsonl").decode().splitlines()
+    _, second = _run_cluster([*args, "epochs=2"], tmp_path / "second")
+    assert all("resuming at epoch 2, step 0" in output for output in second), second[1][-2000:]
+    assert not any(_step_lines(output) for output in second)  # epoch 1 was not trained again
+    assert all("epoch 2 step 3/3 loss " in output for output in second)
+    metrics = storage.read_bytes(f"{output}/metrics.jsonl").decode().splitlines()
+    assert len(first_metrics) == 1 and metrics[:1] == first_metrics and len(metrics) == 2
+    info = json.loads(storage.read_bytes(f"{output}/run.json"))
+    assert (info["workers"], info["metrics"]["epochs"], len(info["commands"])) == (2, 2, 2)
+    state = json.loads(storage.read_bytes(f"{output}/checkpoint/state.json"))
+    assert (state["epoch"], state["batch"]) == (2, 0)
+
+
+def test_a_checkpoint_of_another_cluster_size_is_refused(dataset: Path, tmp_path: Path,
+                                                         gcs_bucket: str) -> None:
+    output = f"{gcs_bucket}/runs/solo"
+    args = [f"dataset={dataset}", *SETTINGS, f"output={output}", "epochs=1"]
+    _run_cluster(args, tmp_path / "pair")
+    (port,) = free_ports(1)
+    solo = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    process = _start([*args[:-1], "epochs=2"], solo, tmp_path, tmp_path / "solo.log")
+    assert process.wait(timeout=LIMIT + 15) == 1
+    assert "holds a checkpoint of a run on 2 workers, not on 1; resume it on as many" in \
+        (tmp_path / "solo.log").read_text()
+    assert json.loads(storage.read_bytes(f"{output}/config.json"))["epochs"] == 1  # the run is untouched
 
 
 @pytest.mark.parametrize(("tf_config", "message"), [

@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 from cli_in_process import cli
 
-from summarizer import __version__
+from summarizer import __version__, storage
 from summarizer.batches import BUCKET, TitleBatches
 from summarizer.errors import UserError
 from summarizer.models import load_model
-from summarizer.train import train
+from summarizer.train import SYNCED, train
 from summarizer.train_config import load_config
 
 SCRIPT = Path(sys.executable).with_name("issue-summarizer")
@@ -179,7 +179,7 @@ def test_bad_configs_are_one_clear_error(content: str | bytes | None, overrides:
 # --- the command ---------------------------------------------------------------------------
 
 
-def command(dataset: Path, config: Path, output: Path, *overrides: str) -> list[str]:
+def command(dataset: Path, config: Path, output: Path | str, *overrides: str) -> list[str]:
     return [*COMMAND, "train", "--config", str(config), f"dataset={dataset}", f"output={output}", *overrides]
 
 
@@ -264,6 +264,26 @@ def test_a_finished_run_moved_and_given_more_epochs_continues(
     assert lines[:EPOCHS] == before and json.loads(lines[-1])["epoch"] == EPOCHS + 1
     info = json.loads((moved / "run.json").read_text())
     assert info["metrics"]["epochs"] == EPOCHS + 1 and len(info["commands"]) == 2
+
+
+def test_a_run_on_cloud_storage_continues_on_another_machine(
+        tiny_dataset: Path, config_file: Path, gcs_bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """output=gs://...: the files are uploaded as they change, and a rerun elsewhere (here: an
+    empty local cache) downloads them and continues the run."""
+    output = f"{gcs_bucket}/runs/tiny"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "first-machine"))
+    run(command(tiny_dataset, config_file, output, "epochs=1"))
+    assert storage.list_files(output) == sorted(storage.join(output, name) for name in SYNCED)
+    before = storage.read_bytes(f"{output}/metrics.jsonl").decode().splitlines()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "second-machine"))
+    result = run(command(tiny_dataset, config_file, output, "epochs=2"))
+    assert f"resuming {output} at epoch 2, batch 0" in result.stderr
+    lines = storage.read_bytes(f"{output}/metrics.jsonl").decode().splitlines()
+    assert len(before) == 1 and lines[:1] == before and json.loads(lines[1])["epoch"] == 2
+    info = json.loads(storage.read_bytes(f"{output}/run.json"))
+    assert info["metrics"]["epochs"] == 2 and len(info["commands"]) == 2
+    assert json.loads(storage.read_bytes(f"{output}/checkpoint/state.json"))["epoch"] == 2
 
 
 def _state(output: Path) -> dict | None:

@@ -10,20 +10,25 @@ optimizer sums the replicas' gradients. (Keras clips each replica's gradient bef
 Every worker trains on its own shards and runs the same number of steps, derived from the
 manifest's shard sizes: a worker that stopped early would leave the others waiting in an
 all-reduce forever. The chief writes the run directory as `summarizer.train` does (config.json,
-run.json, metrics.jsonl, model.keras; no checkpoints); the other workers write nothing. A run
-does not resume: a restarted job starts over in the same folder.
+run.json, metrics.jsonl, model.keras, and a checkpoint every `checkpoint_steps` steps and at
+every epoch end); the other workers write nothing. The run directory is on shared storage (a
+volume every pod mounts, or gs://), so a restarted job resumes: every worker loads the last
+checkpoint and skips the steps it covers, and all continue in lockstep.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from summarizer import storage
 from summarizer.batches import TitleBatches
 from summarizer.dataset import Dataset, open_dataset
 from summarizer.errors import UserError
@@ -60,19 +65,37 @@ def lockstep_steps(dataset: Dataset, config: TrainConfig, cluster: Cluster, loca
     return min(config.steps_per_epoch or fewest, fewest)
 
 
-def _start_run(config: TrainConfig, dataset: Dataset, cluster: Cluster) -> Run:
-    """The chief's run directory, fresh: a restarted job starts over rather than resuming."""
+def _fresh_state() -> dict:
+    return {"epoch": 0, "batch": 0, "best_dev_loss": None, "bad_epochs": 0, "seconds": 0.0, "history": []}
+
+
+def _start_run(config: TrainConfig, dataset: Dataset, cluster: Cluster) -> tuple[Run, dict]:
+    """The chief's run directory and the state to go on from: its last checkpoint's after a
+    restart, which only the same number of workers can resume (each reads its own shards)."""
     run = Run(config)
-    if run.checkpoint.exists():
-        raise UserError(f"{run.folder} holds a single-machine run's checkpoint; resume it with "
-                        "'issue-summarizer train' or pass a new output folder")
-    run.start(dataset)
-    for stale in ("metrics.jsonl", MODEL):
+    run.pull()
+    run.recover()
+    info_file = run.folder / "run.json"
+    if (run.checkpoint / "state.json").exists():  # checked before `start` records this attempt
+        workers = json.loads(info_file.read_text()).get("workers")
+        if workers != cluster.workers:
+            trained = f"{workers} workers" if workers else "one machine (issue-summarizer train)"
+            raise UserError(f"{config.output} holds a checkpoint of a run on {trained}, not on "
+                            f"{cluster.workers}; resume it on as many, or pass a new output folder")
+        return run, run.start(dataset)
+    state = run.start(dataset)
+    for stale in ("metrics.jsonl", MODEL):  # what a run that never reached a checkpoint left
         (run.folder / stale).unlink(missing_ok=True)
-    info = json.loads((run.folder / "run.json").read_text())
-    info["workers"] = cluster.workers
-    (run.folder / "run.json").write_text(json.dumps(info, indent=2))
-    return run
+    run.write_info(json.loads(info_file.read_text()) | {"workers": cluster.workers})
+    return run, state
+
+
+def _saved_state(config: TrainConfig) -> tuple[dict, Path | None]:
+    """A non-chief worker's view of the last checkpoint, read without writing to the run (a
+    gs:// run is fetched into a private folder)."""
+    private = Path(tempfile.mkdtemp(prefix="run-")) if storage.is_gcs(config.output) else None
+    saved = Run(config, local=private).saved()
+    return saved if saved else (_fresh_state(), None)
 
 
 def _mean_loss(per_token: TitleLoss, targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -141,7 +164,11 @@ def train_multiworker(config: TrainConfig, cluster: Cluster) -> dict | None:
                         f"{keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow")
     dataset = open_dataset(config.dataset)
     lockstep_steps(dataset, config, cluster, 1)  # the same error on every worker, before any waits
-    run = _start_run(config, dataset, cluster) if cluster.is_chief else None
+    if cluster.is_chief:
+        run, state = _start_run(config, dataset, cluster)
+        checkpoint: Path | None = run.checkpoint / MODEL if (run.checkpoint / MODEL).exists() else None
+    else:
+        run, (state, checkpoint) = None, _saved_state(config)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     steps = lockstep_steps(dataset, config, cluster, strategy.num_replicas_in_sync // cluster.workers)
     keras.mixed_precision.set_global_policy(precision_policy(config))
@@ -151,34 +178,49 @@ def train_multiworker(config: TrainConfig, cluster: Cluster) -> dict | None:
         model = build_model(config.model, dataset.manifest["vocab_size"])
         compile_model(model, config, steps * config.epochs)
         model.optimizer.build(model.trainable_variables)  # no variables may be made inside a step
+    if checkpoint is not None:
+        model.load_weights(checkpoint)  # weights and optimizer state, the same file on every worker
+        log.info("resuming at epoch %d, step %d", state["epoch"] + 1, state["batch"])
     per_token = TitleLoss(config.label_smoothing, reduction="none")
     step, score = _train_step(strategy, model, per_token), _dev_scorer(model, per_token)
     agree = _agree(strategy)
     log.info("worker %d of %d (%d replicas in all): %s parameters, %d train issues here, %d steps "
              "per epoch", cluster.index, cluster.workers, strategy.num_replicas_in_sync,
              f"{model.count_params():,}", train_batches.examples, steps)
-    state = {"epoch": 0, "batch": 0, "best_dev_loss": None, "bad_epochs": 0, "seconds": 0.0, "history": []}
-    examples, started, stopped = 0.0, time.monotonic(), False
+    replicas = strategy.num_replicas_in_sync // cluster.workers
+    examples, began, stopped = 0.0, time.monotonic(), False
+    clock = began
+
+    def save() -> None:  # the chief's checkpoint, with the training time so far
+        nonlocal clock
+        state["seconds"] += time.monotonic() - clock
+        clock = time.monotonic()
+        if run is not None:
+            run.save(model, state)
+
     while state["epoch"] < config.epochs and not stopped:
-        epoch = state["epoch"]
+        epoch, skip = state["epoch"], state["batch"]
         iterator = iter(strategy.distribute_datasets_from_function(
-            lambda _, epoch=epoch: fit_data(train_batches.epoch(epoch))))
+            lambda _, epoch=epoch, skip=skip: fit_data(train_batches.epoch(epoch, skip * replicas))))
         losses = []
-        for done in range(1, steps + 1):
+        for done in range(skip + 1, steps + 1):
             loss, rows = (float(value) for value in step(iterator))
             losses.append(loss)
             examples += rows
+            state["batch"] = done
             if done % LOG_EVERY == 0 or done == steps:
                 log.info("epoch %d step %d/%d loss %.4f", epoch + 1, done, steps, loss)
-        train_loss = float(sum(losses) / len(losses))
+            if done % config.checkpoint_steps == 0 and done < steps:
+                save()
+        train_loss = float(sum(losses) / len(losses)) if losses else None
         if run is not None:
             record_epoch(run, state, model, train_loss, score(dev_batches))
         else:
-            state["epoch"] += 1
+            state.update(epoch=epoch + 1, batch=0)
+        save()
         stopped = bool(agree(tf.constant(float(state["bad_epochs"] >= config.patience))))
-    state["seconds"] = time.monotonic() - started
     if run is None:
         return None
     return run.finish(state, {"parameters": model.count_params(),
-                              "examples_per_second": round(examples / max(state["seconds"], 1e-9), 1),
+                              "examples_per_second": round(examples / max(time.monotonic() - began, 1e-9), 1),
                               "stopped_early": state["bad_epochs"] >= config.patience})
