@@ -575,6 +575,9 @@ def test_only_the_gpu_overlay_trains_on_gpus(target: str, manifests: tuple[dict,
             assert gpus(trainer) == 0 and "nodeSelector" not in pod, role
     if target == "overlays/gpu":
         assert tfjob_pods(manifests) == 4, "the gpu overlay is sized for a 4-GPU TFJob"
+        # training/Dockerfile's CUDA build (its TENSORFLOW build argument), not the CPU one
+        assert all(container["image"].endswith("-gpu") for role in tfjob["spec"]["tfReplicaSpecs"].values()
+                   for container in role["template"]["spec"]["containers"])
 
 
 def test_the_cpu_overlay_needs_no_bucket(target: str, manifests: tuple[dict, ...]) -> None:
