@@ -87,6 +87,12 @@ class _Graph:
         return self.op("Add", self.op("MatMul", x, self.const(kernel, f"{layer.name}_kernel")),
                        self.const(bias, f"{layer.name}_bias"))
 
+    def gemm(self, x: str, layer: keras.layers.Dense, scale: float = 1.0) -> str:
+        """A Dense layer on rows [B, in] as one op; `scale` multiplies its output (folded in)."""
+        kernel, bias = layer.get_weights()
+        return self.op("Gemm", x, self.const(kernel * np.float32(scale), f"{layer.name}_kernel"),
+                       self.const(bias * np.float32(scale), f"{layer.name}_bias"))
+
     def layer_norm(self, x: str, layer: keras.layers.LayerNormalization) -> str:
         gamma, beta = layer.get_weights()
         return self.op("LayerNormalization", x, self.const(gamma, f"{layer.name}_gamma"),
@@ -191,7 +197,24 @@ class _Transformer:
                      ["batch", self.heads, 0, self.head_dim])
         return g.model()
 
+    def _step_attend(self, g: _Graph, x: str, attention: keras.layers.Layer, keys: str, values: str,
+                     mask: str | None) -> str:
+        """One position's attention, on rows [B, dim]: with a single query, the head split and
+        merge are plain reshapes (no transposes), and the query scale is folded into its weights."""
+        query = g.op("Reshape", g.gemm(x, attention.query, self.head_dim ** -0.5),
+                     g.const(np.array([0, self.heads, 1, self.head_dim], np.int64)))
+        scores = g.op("MatMul", query, keys)  # [B, heads, 1, keys]
+        if mask is not None:
+            scores = g.op("Where", mask, scores, g.const(np.float32(-1e9)))
+        weights = g.op("Softmax", scores, axis=-1)
+        if mask is not None:  # an empty body reads nothing, as in `layers.Attention`
+            weights = g.op("Mul", weights, g.op("Cast", mask, to=_FLOAT))
+        merged = g.op("Reshape", g.op("MatMul", weights, values), g.const(np.array([0, self.dim], np.int64)))
+        return g.gemm(merged, attention.output_projection)
+
     def decoder(self) -> onnx.ModelProto:
+        """One step for every row at once, on rows [B, dim] so that each Dense layer is one Gemm
+        and no op reshapes a sequence axis: a step is dozens of small ops, each with a fixed cost."""
         g = _Graph("transformer_decoder")
         token = g.input("token", _INT64, ["batch"])
         mask = g.input("body_mask", TensorProto.BOOL, ["batch", "body_length"])
@@ -208,23 +231,25 @@ class _Transformer:
                     g.const(np.array([4], np.int64)))
         position = g.op("Gather", g.const(self.positions, "positions"), step)  # [1, dim]
         table = g.const(self.table, "embedding")
-        y = g.op("Unsqueeze", g.op("Add", self._embed(g, token, table), position),
-                 g.const(np.array([1], np.int64)))  # [B, 1, dim]
+        y = g.op("Add", self._embed(g, token, table), position)  # [B, dim]
+        key_shape = g.const(np.array([0, self.heads, self.head_dim, 1], np.int64))
+        value_shape = g.const(np.array([0, self.heads, 1, self.head_dim], np.int64))
         for i, (block, (cross_keys, cross_values, past_keys, past_values)) in enumerate(
                 zip(self.decoders, cache_inputs, strict=True)):
             h = g.layer_norm(y, block.self_norm)
             attention = block.self_attention
-            keys = g.op("Concat", past_keys, self._heads(g, g.dense(h, attention.key), transpose_keys=True),
-                        axis=3)
-            values = g.op("Concat", past_values, self._heads(g, g.dense(h, attention.value)), axis=2)
-            y = g.op("Add", y, self._attend(g, h, attention, keys, values, None))
+            keys = g.op("Concat", past_keys, g.op("Reshape", g.gemm(h, attention.key), key_shape), axis=3)
+            values = g.op("Concat", past_values, g.op("Reshape", g.gemm(h, attention.value), value_shape),
+                          axis=2)
+            y = g.op("Add", y, self._step_attend(g, h, attention, keys, values, None))
             h = g.layer_norm(y, block.cross_norm)
-            y = g.op("Add", y, self._attend(g, h, block.cross_attention, cross_keys, cross_values, mask4))
-            y = self._feed_forward(g, y, block)
+            cross = self._step_attend(g, h, block.cross_attention, cross_keys, cross_values, mask4)
+            y = g.op("Add", y, cross)
+            h = g.layer_norm(y, block.ffn_norm)
+            y = g.op("Add", y, g.gemm(g.gelu(g.gemm(h, block.ffn.inner)), block.ffn.outer))
             g.output(keys, f"next_self_keys_{i}", _FLOAT, ["batch", self.heads, self.head_dim, "next"])
             g.output(values, f"next_self_values_{i}", _FLOAT, ["batch", self.heads, "next", self.head_dim])
-        y = g.layer_norm(g.op("Squeeze", y, g.const(np.array([1], np.int64))),
-                         self.model.get_layer("decoder_norm"))
+        y = g.layer_norm(y, self.model.get_layer("decoder_norm"))
         g.log_probs(g.op("Gemm", y, table, transB=1), len(self.table))
         return g.model()
 
