@@ -106,10 +106,11 @@ class _Graph:
                        self.const(beta - mean * scale, f"{layer.name}_shift"))
 
     def gelu(self, x: str) -> str:
-        """The exact (erf) GELU Keras's `"gelu"` activation computes."""
-        erf = self.op("Erf", self.op("Mul", x, self.const(np.float32(1 / math.sqrt(2)))))
-        return self.op("Mul", self.op("Mul", x, self.const(np.float32(0.5))),
-                       self.op("Add", erf, self.const(np.float32(1.0))))
+        """The exact (erf) GELU Keras's `"gelu"` activation computes, written in the op order
+        ONNX Runtime fuses into one Gelu kernel."""
+        erf = self.op("Erf", self.op("Div", x, self.const(np.float32(math.sqrt(2)))))
+        return self.op("Mul", self.op("Mul", x, self.op("Add", erf, self.const(np.float32(1.0)))),
+                       self.const(np.float32(0.5)))
 
 
 # Transformer
