@@ -320,12 +320,10 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     if repeated:  # a report keys scores by folder name: one would silently replace the other
         raise UserError(f"several --model folders are named {', '.join(map(repr, repeated))}; "
                         "a report names each model by its folder, so give them distinct names")
-    predictors = {}
-    for name, folder in zip(names, args.model, strict=True):
-        from summarizer.titles import KerasTitler
+    from summarizer.titles import title_predictor
 
-        titler = KerasTitler.load(folder)
-        predictors[name] = lambda bodies, t=titler: t.titles(list(bodies), decoding)
+    predictors = {name: title_predictor(folder, decoding)
+                  for name, folder in zip(names, args.model, strict=True)}
     report = evaluate(args.dataset, args.split, predictors=predictors, examples=args.examples,
                       limit=args.limit or 0)
     if predictors:

@@ -74,9 +74,11 @@ class Summarizer:
         folder, manifest = fetch(str(location), ENGINE_FILES)
         return cls(folder, manifest, threads)
 
-    def body_ids(self, bodies: Sequence[str]) -> np.ndarray:
-        """Raw bodies cleaned and tokenized exactly as `prepare` did for training."""
-        texts = [model_text(body, self._max_raw_chars, self._body_chars) for body in bodies]
+    def body_ids(self, bodies: Sequence[str], cleaned: bool = False) -> np.ndarray:
+        """Raw bodies cleaned and tokenized exactly as `prepare` did for training; `cleaned`
+        bodies (a prepared dataset's text) are only tokenized."""
+        texts = bodies if cleaned else [model_text(body, self._max_raw_chars, self._body_chars)
+                                        for body in bodies]
         with self._words_lock:
             flat = self._words.encode_flat(texts)
         ids, _ = pad_rows(*flat, self.body_tokens, None, self._special["pad"])
@@ -108,13 +110,14 @@ class Summarizer:
 
     def candidates(self, bodies: Sequence[str], num_return: int | None = None, num_beams: int = 4,
                    max_length: int | None = None, min_length: int = 1, length_penalty: float = 1.0,
-                   no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM) -> list[list[Title]]:
+                   no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM,
+                   cleaned: bool = False) -> list[list[Title]]:
         """The best `num_return` (default: all `num_beams`) titles per body, best first."""
         if isinstance(bodies, str) or not all(isinstance(body, str) for body in bodies):
             raise UserError("bodies must be a list of strings")
         config = self._config(num_beams, num_return or num_beams, max_length, min_length, length_penalty,
                               no_repeat_ngram)
-        ids = self.body_ids(bodies)
+        ids = self.body_ids(bodies, cleaned)
         order = np.argsort((ids != 0).sum(axis=1), kind="stable")  # similar lengths share a batch
         results: list[list[Title]] = [[] for _ in bodies]
         for begin in range(0, len(order), BATCH):

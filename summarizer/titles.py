@@ -8,8 +8,8 @@ ONNX graphs). A model folder is a training run directory or an exported model: i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -17,8 +17,10 @@ import keras
 import numpy as np
 from tokenizers import Tokenizer
 
+from summarizer import storage
 from summarizer.bundle import MANIFEST, verify
 from summarizer.decoding import DecodeConfig, Select, Step, log_softmax, search
+from summarizer.engine import Summarizer
 from summarizer.errors import UserError
 from summarizer.featurize import encode_bodies
 from summarizer.models import inference_models, load_model
@@ -26,6 +28,7 @@ from summarizer.progress import progress
 from summarizer.tokenization import special_ids
 
 BATCH = 128  # bodies decoded together
+CHUNK = 1024  # bodies per engine call, between progress lines
 
 
 def _steps(model: keras.Model) -> tuple[Callable, Step, Select]:
@@ -98,3 +101,21 @@ class KerasTitler:
 
     def titles(self, bodies: list[str], config: DecodeConfig) -> list[str]:
         return [best[0][0] for best in self.candidates(bodies, config)]
+
+
+def title_predictor(folder: str, config: DecodeConfig) -> Callable[[Sequence[str]], list[str]]:
+    """Titles for cleaned bodies (what `evaluate` scores) from a model folder: a bundle runs on
+    the ONNX engine, as serving does and several times faster; a training run on its Keras
+    model. Both decode with `decoding`, so a run and its bundle score the same."""
+    if not (storage.is_gcs(folder) or (Path(folder) / MANIFEST).exists()):
+        titler = KerasTitler.load(folder)
+        return lambda bodies: titler.titles(list(bodies), config)
+    engine = Summarizer.load(folder)
+    options = asdict(config) | {"num_return": 1}  # the engine takes DecodeConfig's fields
+
+    def titles(bodies: Sequence[str]) -> list[str]:
+        chunks = [bodies[start:start + CHUNK] for start in range(0, len(bodies), CHUNK)]
+        return [best[0].text for chunk in progress(chunks, "decoding", total=len(chunks), unit="chunks")
+                for best in engine.candidates(list(chunk), cleaned=True, **options)]
+
+    return titles

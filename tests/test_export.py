@@ -95,6 +95,24 @@ def test_exported_folder_loads_and_decodes(exported: tuple[Path, str]) -> None:
     assert len(titles) == 2 and all(isinstance(title, str) for title in titles)
 
 
+def test_a_bundle_scores_as_its_run(exported: tuple[Path, str], tiny_run: TinyRun, tiny_dataset: Path,
+                                    tmp_path: Path) -> None:
+    """evaluate decodes a bundle on the ONNX engine and a run on Keras: the same titles, so the
+    same scores, greedy and beam."""
+    folder = tmp_path / tiny_run.folder.name  # the same name: scores are keyed by folder name
+    shutil.copytree(exported[0], folder)
+    for beams in ("1", "3"):
+        reports = []
+        for model in (tiny_run.folder, folder):
+            output = tmp_path / f"report-{beams}-{model == folder}"
+            assert cli(["evaluate", str(tiny_dataset), "--split", "dev", "--model", str(model),
+                        "--beams", beams, "--max-length", "6", "--no-repeat-ngram", "2", "-o", str(output),
+                        "-q"]) == 0
+            reports.append(json.loads(output.with_suffix(".json").read_text()))
+        assert reports[0]["scores"] == reports[1]["scores"]
+        assert reports[0]["examples"] == reports[1]["examples"]
+
+
 @pytest.mark.parametrize("name", ["model.keras", "tokenizer.json"])
 def test_a_changed_byte_is_caught_on_load(exported: tuple[Path, str], tmp_path: Path, tiny_dataset: Path,
                                           name: str, capsys: pytest.CaptureFixture[str]) -> None:
