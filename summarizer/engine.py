@@ -58,6 +58,7 @@ class Summarizer:
         self._state_names = [output.name for output in self._encoder.get_outputs()]
         self._step_outputs = ["log_probs", *(output.name for output in self._decoder.get_outputs()
                                             if output.name.startswith("next_"))]
+        self._updated = [name.removeprefix("next_") for name in self._step_outputs[1:]]  # state entries
         self._words = WordCache(Tokenizer.from_file(str(folder / "tokenizer.json")))
         self._words_lock = threading.Lock()
         self._tokenizer = self._words.tokenizer
@@ -91,8 +92,7 @@ class Summarizer:
 
         def step(tokens: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
             log_probs, *updated = self._decoder.run(self._step_outputs, {"token": tokens, **state})
-            names = (name.removeprefix("next_") for name in self._step_outputs[1:])
-            return log_probs, {**state, **dict(zip(names, updated, strict=True))}
+            return log_probs, {**state, **dict(zip(self._updated, updated, strict=True))}
 
         def select(state: dict, rows: np.ndarray) -> dict:
             return {name: value[rows] for name, value in state.items()}

@@ -144,20 +144,25 @@ class _Transformer:
         split = g.op("Reshape", x, g.const(np.array([0, 0, self.heads, self.head_dim], np.int64)))
         return g.op("Transpose", split, perm=[0, 2, 3, 1] if transpose_keys else [0, 2, 1, 3])
 
-    def _attend(self, g: _Graph, x: str, attention: keras.layers.Layer, keys: str, values: str,
-                mask: str | None) -> str:
-        """Attention of `x` [B, T, dim] over transposed keys and values already split in heads;
-        `mask` [B, 1, 1, S] bool, or None where every key is visible."""
-        query = g.op("Mul", self._heads(g, g.dense(x, attention.query)),
-                     g.const(np.float32(self.head_dim ** -0.5)))
+    @staticmethod
+    def _read(g: _Graph, query: str, keys: str, values: str, mask: str | None) -> str:
+        """What each query head reads, [B, heads, T, head_dim], from transposed keys and values
+        split in heads; `mask` [B, 1, 1, S] bool, or None where every key is visible."""
         scores = g.op("MatMul", query, keys)
         if mask is not None:
             scores = g.op("Where", mask, scores, g.const(np.float32(-1e9)))
         weights = g.op("Softmax", scores, axis=-1)
         if mask is not None:  # an empty body reads nothing, as in `layers.Attention`
             weights = g.op("Mul", weights, g.op("Cast", mask, to=_FLOAT))
-        merged = g.op("Reshape", g.op("Transpose", g.op("MatMul", weights, values), perm=[0, 2, 1, 3]),
-                      g.const(np.array([0, 0, self.dim], np.int64)))
+        return g.op("MatMul", weights, values)
+
+    def _attend(self, g: _Graph, x: str, attention: keras.layers.Layer, keys: str, values: str,
+                mask: str) -> str:
+        """Attention of `x` [B, T, dim] over the body."""
+        query = g.op("Mul", self._heads(g, g.dense(x, attention.query)),
+                     g.const(np.float32(self.head_dim ** -0.5)))
+        heads = g.op("Transpose", self._read(g, query, keys, values, mask), perm=[0, 2, 1, 3])
+        merged = g.op("Reshape", heads, g.const(np.array([0, 0, self.dim], np.int64)))
         return g.dense(merged, attention.output_projection)
 
     def _feed_forward(self, g: _Graph, x: str, block: keras.layers.Layer) -> str:
@@ -204,13 +209,8 @@ class _Transformer:
         merge are plain reshapes (no transposes), and the query scale is folded into its weights."""
         query = g.op("Reshape", g.gemm(x, attention.query, self.head_dim ** -0.5),
                      g.const(np.array([0, self.heads, 1, self.head_dim], np.int64)))
-        scores = g.op("MatMul", query, keys)  # [B, heads, 1, keys]
-        if mask is not None:
-            scores = g.op("Where", mask, scores, g.const(np.float32(-1e9)))
-        weights = g.op("Softmax", scores, axis=-1)
-        if mask is not None:  # an empty body reads nothing, as in `layers.Attention`
-            weights = g.op("Mul", weights, g.op("Cast", mask, to=_FLOAT))
-        merged = g.op("Reshape", g.op("MatMul", weights, values), g.const(np.array([0, self.dim], np.int64)))
+        merged = g.op("Reshape", self._read(g, query, keys, values, mask),
+                      g.const(np.array([0, self.dim], np.int64)))
         return g.gemm(merged, attention.output_projection)
 
     def decoder(self) -> onnx.ModelProto:

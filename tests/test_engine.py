@@ -75,8 +75,7 @@ def test_graphs_compute_the_keras_models_log_probabilities(kind: str, bundles: d
     for position in range(title.shape[1]):
         log_probs, *updated = engine._decoder.run(engine._step_outputs,
                                                   {"token": title[:, position], **state})
-        state |= {name.removeprefix("next_"): value for name, value in
-                  zip(engine._step_outputs[1:], updated, strict=True)}
+        state |= dict(zip(engine._updated, updated, strict=True))
         steps.append(log_probs)
     assert np.ptp(full, axis=-1).min() > 0.1  # logits that differ well beyond the tolerance
     np.testing.assert_allclose(np.stack(steps, axis=1), log_softmax(full), atol=1e-4, rtol=0)
