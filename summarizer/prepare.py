@@ -16,13 +16,15 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import orjson
+
 from summarizer import __version__, storage
-from summarizer.cleaning import clean_body, clean_title
+from summarizer.cleaning import clean_body, clean_title, model_text
 from summarizer.errors import UserError
 from summarizer.featurize import Featurizer, write_shards
 from summarizer.filters import content_key, is_bot, near_key
@@ -95,16 +97,22 @@ def _read(inputs: Sequence[str], skips: SkipCounter,
             yield path.rsplit("/", 1)[-1], issue
 
 
-def _clean_chunk(args: tuple[list[tuple[str, str, str | None]], int, int]) -> list[tuple]:
+def _clean_chunk(args: tuple[list[tuple[str, str, str | None]], PrepareConfig]) -> list[tuple]:
     """Worker: clean a chunk; per issue (title, body, word count, bot?, exact content key,
-    near-duplicate key)."""
-    chunk, max_raw_chars, body_chars = args
+    near-duplicate key). Bodies are cleaned only as far as the model reads them, and the
+    near-duplicate key looks at that much: two issues that differ only past it are one
+    input with two targets to the model."""
+    chunk, config = args
     out = []
-    for title, body, author in chunk:
-        bot = is_bot(Issue(url=None, repo=None, title=title, body=body, author=author))
-        exact = content_key(title, body)
-        title, body = clean_title(title), clean_body(body[:max_raw_chars])
-        out.append((title, body[:body_chars], len(body.split()), bot, exact, near_key(body)))
+    for title, raw, author in chunk:
+        bot = is_bot(Issue(url=None, repo=None, title=title, body=raw, author=author))
+        exact = content_key(title, raw)
+        body = model_text(raw, config.max_raw_chars, config.body_chars)
+        words = len(body.split())
+        if words < config.min_body_words and len(body) == config.body_chars:
+            # Cut: the words past the cut count too (a tiny body_len must not drop issues).
+            words = len(clean_body(raw[:config.max_raw_chars]).split())
+        out.append((clean_title(title), body, words, bot, exact, near_key(body)))
     return out
 
 
@@ -115,10 +123,10 @@ def _chunks(issues: Iterator[tuple[str, Issue]], meta: list,
         meta.append((issue.url, issue.repo, source))
         chunk.append((issue.title, issue.body, issue.author))
         if len(chunk) == CHUNK:
-            yield chunk, config.max_raw_chars, config.body_chars
+            yield chunk, config
             chunk = []
     if chunk:
-        yield chunk, config.max_raw_chars, config.body_chars
+        yield chunk, config
 
 
 def _parallel_map(function: Callable[[T], R], items: Iterator[T], workers: int) -> Iterator[R]:
@@ -168,22 +176,24 @@ def _clean_and_filter(
 
 
 def _write_text(path: Path, kept: _Kept, rows: list[int]) -> None:
+    """The cleaned text of one split. It runs in a thread beside featurizing: compression
+    releases the GIL, and the pool's workers are busy with the ids meanwhile."""
     with storage.open_write(str(path)) as out:  # the project's one deterministic gzip writer
-        for i in rows:
-            record = {"url": kept.urls[i], "repo": kept.repos[i], "source": kept.sources[i],
-                      "title": kept.titles[i], "body": kept.bodies[i]}
-            out.write(json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogatepass")
-                      + b"\n")
+        for start in range(0, len(rows), CHUNK):
+            out.write(b"".join(
+                orjson.dumps({"url": kept.urls[i], "repo": kept.repos[i],
+                              "source": kept.sources[i], "title": kept.titles[i],
+                              "body": kept.bodies[i]}) + b"\n"
+                for i in rows[start:start + CHUNK]))
 
 
 def _write_split(folder: Path, name: str, chosen: list[int], kept: _Kept, featurizer: Featurizer,
                  config: PrepareConfig) -> tuple[dict, dict, dict]:
-    """One split's arrays and text; returns its manifest entry, size and truncation."""
+    """One split's arrays; returns its manifest entry, size and truncation."""
     bodies, cut_bodies = featurizer.bodies([kept.bodies[i] for i in chosen], config.body_len)
     titles, cut_titles = featurizer.titles([kept.titles[i] for i in chosen], config.title_len)
     shards = write_shards(folder, name, {"body": bodies, "title": titles},
                           config.shards if chosen else 1)
-    _write_text(folder / f"{name}.jsonl.gz", kept, chosen)
     log.info("%s: %s issues featurized", name, f"{len(chosen):,}")
     rows = max(len(chosen), 1)
     return (
@@ -246,11 +256,15 @@ def prepare(inputs: Sequence[str], output: str, config: PrepareConfig,
     }
     splits_manifest = {}
     with storage.staged_directory(output, last=MANIFEST) as folder, \
-            Featurizer(tokenizer, workers) as featurizer:
+            Featurizer(tokenizer, workers) as featurizer, ThreadPoolExecutor(1) as writer:
         tokenizer.save(str(folder / TOKENIZER))
+        texts = [writer.submit(_write_text, folder / f"{name}.jsonl.gz", kept, rows[name])
+                 for name in SPLITS]
         for name in SPLITS:
             splits_manifest[name], report["splits"][name], report["truncated"][name] = \
                 _write_split(folder, name, rows[name], kept, featurizer, config)
+        for text in texts:
+            text.result()
         (folder / REPORT).write_text(json.dumps(report, indent=2) + "\n")
         files = {p.name: storage.sha256_file(p) for p in sorted(folder.iterdir())}
         manifest = {

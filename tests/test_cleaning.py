@@ -562,6 +562,26 @@ def test_megabyte_body_cleaned_quickly():
     assert 0 < len(out) < len(text)
 
 
+LIMITED_TEXTS = [
+    REALISTIC_BODY,
+    "```\n" + "\n".join(f"line {i}" for i in range(30)) + "\n```\nafter the code",  # cut in a fence
+    "Traceback (most recent call last):\n  File \"a.py\", line 1, in <module>\n    x()\n"
+    "ValueError: bad\n\n\nmore prose here",
+    "short",
+    "",
+    "word " * 500,
+    "a\n\n\nb\n\n\n" * 50,
+]
+
+
+@pytest.mark.parametrize("text", LIMITED_TEXTS, ids=range(len(LIMITED_TEXTS)))
+def test_a_limit_gives_the_start_of_the_whole_cleaned_text(text):
+    whole = clean_body(text)
+    for limit in (0, 1, 2, 5, 17, 40, 64, 100, 333, len(whole) - 1, len(whole), len(whole) + 5):
+        if limit >= 0:
+            assert clean_body(text, limit) == whole[:limit], limit
+
+
 def test_shared_data_bodies(shared_data):
     path = shared_data / "github-issues.jsonl.gz"
     if not path.exists():
@@ -572,6 +592,7 @@ def test_shared_data_bodies(shared_data):
     with_comments = 0
     for index, body in enumerate(bodies):
         out = clean_body(body)
+        assert clean_body(body, 300) == out[:300], f"row {index}: the limit changed the text"
         with_comments += "<!--" in body
         out_lines = out.count("\n") + 1 if out else 0
         assert out_lines <= len(body.splitlines()), f"row {index} gained lines"

@@ -69,6 +69,12 @@ def test_cached_words_are_reused_and_still_exact(tokenizer: Tokenizer,
     assert len(cache.index) < 200
 
 
+def test_new_words_encoded_in_several_joined_texts(tokenizer: Tokenizer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(word_cache, "_JOINED_WORDS", 3)  # new words go in many short texts
+    assert WordCache(tokenizer).encode(TRICKY) == reference(tokenizer, TRICKY)
+
+
 def test_example_bodies_match_the_tokenizer(tokenizer: Tokenizer) -> None:
     rows = json.loads((REPO_ROOT / "examples" / "issues" / "rest-api-page.json").read_text())
     texts = [clean_body(r["body"] or "") for r in rows] + [r["body"] or "" for r in rows]
