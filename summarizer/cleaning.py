@@ -28,6 +28,9 @@ _FRAME = re.compile(
 )
 _FRAME_STARTS = ("at ", "File ", "#", "... ", "Traceback", *"0123456789")
 _FRAME_FIRST = frozenset("aFT#.0123456789")
+# First characters of code lines that a rule of _lines looks at: fences, frames, column
+# markers, "stack backtrace:". Other code lines are kept as they are.
+_CHECKED_IN_CODE = frozenset("`~^s") | _FRAME_FIRST
 _RUST_SHORT_FRAME = re.compile(r"\d+: [\w$<>{}:]+")
 _IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((?:[^()\s]|\([^()\s]*\))+\)")
@@ -82,10 +85,10 @@ def _heading_key(text: str) -> str:
 
 
 def _shorten_code(lines: list[str]) -> list[str]:
-    lines = [line[:CODE_LINE_CHARS].rstrip() for line in lines if line]
+    """The kept lines of a code block (none empty), spacing collapsed and cut."""
     if len(lines) > CODE_KEEP_HEAD + CODE_KEEP_TAIL + 1:
         lines = [*lines[:CODE_KEEP_HEAD], "…", *lines[-CODE_KEEP_TAIL:]]
-    return lines
+    return [" ".join(line.split())[:CODE_LINE_CHARS].rstrip() for line in lines]
 
 
 def _shorten_url(match: re.Match[str]) -> str:
@@ -151,6 +154,12 @@ def _lines(text: str, limit: int | None) -> list[str]:
     frame_indent = -1  # indentation of the last Python frame: its code line sits deeper
     rust_trace = False  # inside a Rust backtrace
     for raw in text.split("\n"):
+        if fence is not None and frame_indent < 0:
+            stripped = raw.strip()  # cheaper than collapsing the spacing of every code line
+            if stripped and stripped[0] not in _CHECKED_IN_CODE:
+                code.append(stripped)  # no rule below applies to it; spacing collapsed if kept
+                rust_trace = False
+                continue
         line = " ".join(raw.split())
         if not line:
             frame_indent = -1

@@ -13,6 +13,7 @@ import functools
 import glob
 import gzip
 import hashlib
+import io
 import logging
 import os
 import re
@@ -111,7 +112,10 @@ def _errors(path: str) -> Iterator[None]:
 
 
 def _maybe_gunzip(path: str, raw: BinaryIO) -> BinaryIO:
-    return gzip.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else raw  # type: ignore[return-value]
+    if not path.endswith(".gz"):
+        return raw
+    # A large buffer: GzipFile's own 8 KiB one makes reading lines 1.5x slower.
+    return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), 1 << 20)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
