@@ -24,6 +24,7 @@ from tokenizers import Tokenizer
 # are the same) and the contractions share one branch: this cuts words 1.6x faster.
 WORDS = re.compile(r""" ?[A-Za-z]+| ?[0-9]+|'(?:[stdm]|re|ve|ll)| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""")
 _NOT_PLAIN_ASCII = re.compile(r"[^\t\n\x0b\x0c\r\x20-\x7e]")
+_ASCII_CONTROLS = bytes([*range(0x09), *range(0x0E, 0x20), 0x7F])  # what it finds in ASCII
 MAX_CACHED = 2_000_000  # distinct words kept; past this the cache starts again
 _SEPARATOR = "\n"
 _JOINED_WORDS = 20_000  # new words encoded per joined text (texts are encoded in parallel)
@@ -31,8 +32,9 @@ _JOINED_WORDS = 20_000  # new words encoded per joined text (texts are encoded i
 
 def is_exact(text: str) -> bool:
     """Whether WORDS cuts `text` exactly as the tokenizer's own pattern would."""
-    if not _NOT_PLAIN_ASCII.search(text):
-        return True
+    if text.isascii():  # the common case: only control characters can spoil it
+        raw = text.encode("ascii")
+        return len(raw.translate(None, _ASCII_CONTROLS)) == len(raw)
     return all(not ch.isascii() and unicodedata.category(ch)[0] in "PS"
                for ch in set(_NOT_PLAIN_ASCII.findall(text)))
 
