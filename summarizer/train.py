@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint"
 # What a rerun may change and still continue the run: its length, and where the folder lives.
 # More epochs stretch the learning-rate schedule to the new total from where the run is.
-EXTENDABLE = ("epochs", "patience", "output")
+EXTENDABLE = ("epochs", "patience", "max_minutes", "output")
 MODEL = "model.keras"
 SYNCED = ("config.json", "run.json", "tokenizer.json", "metrics.jsonl", MODEL,
           f"{CHECKPOINT}/{MODEL}", f"{CHECKPOINT}/state.json")  # what a gs:// run keeps there
@@ -198,12 +198,13 @@ class Run:
                 "history": []}
 
     def _check_resumable(self, saved: dict, config: dict, dataset: Dataset) -> None:
-        """The same run, or the same run made longer (more epochs or patience) or moved."""
+        """The same run, or the same run made longer (more epochs or patience), given another
+        time budget, or moved."""
         changed = sorted(key for key in config if saved.get(key) != config[key])
         if set(changed) - set(EXTENDABLE) or config["epochs"] < saved["epochs"]:
             raise UserError(f"{self.config.output} holds a run with a different config "
                             f"({', '.join(changed)}); pass a new output folder, or the same config to "
-                            "resume it (only epochs and patience may grow)")
+                            "resume it (only epochs, patience and max_minutes may change)")
         if changed:
             log.info("continuing %s with %s", self.config.output,
                      ", ".join(f"{key} {saved[key]} -> {config[key]}" for key in changed))
@@ -324,6 +325,11 @@ def _callbacks(run: Run, checkpoint: _StepCheckpoint, steps: int) -> list[keras.
     return callbacks
 
 
+def _out_of_time(config: TrainConfig, state: dict) -> bool:
+    """A budget for a lent machine: whole epochs only, so the run still ends with a model."""
+    return bool(config.max_minutes) and state["seconds"] >= config.max_minutes * 60
+
+
 def train(config: TrainConfig) -> dict:
     """Train (or resume) the run `config` describes; returns run.json's contents."""
     dataset = open_dataset(config.dataset)
@@ -350,7 +356,8 @@ def train(config: TrainConfig) -> dict:
     checkpoint = _StepCheckpoint(run, state, config.checkpoint_steps)
     verbose = 1 if sys.stderr.isatty() else 0
     try:
-        while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+        while (state["epoch"] < config.epochs and state["bad_epochs"] < config.patience
+               and not _out_of_time(config, state)):
             epoch, skip = state["epoch"], state["batch"]
             checkpoint.started = time.monotonic()
             if skip < steps:
@@ -372,4 +379,5 @@ def train(config: TrainConfig) -> dict:
     trained = train_batches.examples if config.steps_per_epoch == 0 else steps * config.batch_size
     rate = trained * state["epoch"] / max(state["seconds"], 1e-9)
     return run.finish(state, {"parameters": model.count_params(), "examples_per_second": round(rate, 1),
-                              "stopped_early": state["bad_epochs"] >= config.patience})
+                              "stopped_early": state["bad_epochs"] >= config.patience,
+                              "out_of_time": _out_of_time(config, state)})

@@ -29,6 +29,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     label_smoothing: float = 0.1
     patience: int = 2  # epochs without a better dev loss before stopping
+    max_minutes: float = 0.0  # no epoch starts after this much training time (0: no limit)
     dev_examples: int = 4000  # dev issues scored after every epoch
     checkpoint_steps: int = 500  # also saved at every epoch end and on interruption
     mixed_precision: str = "auto"  # auto: bfloat16 where a GPU has it; "off"; "bfloat16"
@@ -113,7 +114,7 @@ def _check(config: TrainConfig) -> None:
     for name in positive:
         if getattr(config, name) < 1:
             raise UserError(f"config key {name!r} must be at least 1")
-    for name in ("steps_per_epoch", "warmup_steps"):
+    for name in ("steps_per_epoch", "warmup_steps", "max_minutes"):
         if getattr(config, name) < 0:
             raise UserError(f"config key {name!r} must be at least 0")
     if config.title_len < 3:

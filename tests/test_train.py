@@ -245,7 +245,7 @@ def test_rerun_with_another_config_is_refused(finished: tuple[Path, subprocess.C
         error = capsys.readouterr().err.strip()
         assert error == (f"issue-summarizer: error: {output} holds a run with a different config "
                          f"({changed}); pass a new output folder, or the same config to resume it (only "
-                         "epochs and patience may grow)")
+                         "epochs, patience and max_minutes may change)")
     assert (output / "config.json").read_text() == saved
 
 
@@ -264,6 +264,20 @@ def test_a_finished_run_moved_and_given_more_epochs_continues(
     assert lines[:EPOCHS] == before and json.loads(lines[-1])["epoch"] == EPOCHS + 1
     info = json.loads((moved / "run.json").read_text())
     assert info["metrics"]["epochs"] == EPOCHS + 1 and len(info["commands"]) == 2
+
+
+def test_a_spent_time_budget_starts_no_epoch(
+        finished: tuple[Path, subprocess.CompletedProcess[str]], tiny_dataset: Path, config_file: Path,
+        tmp_path: Path) -> None:
+    """max_minutes (a lent machine's budget) is checked between epochs: a run that has
+    trained that long ends with the model it has, however many epochs are left."""
+    moved = tmp_path / "budget"
+    shutil.copytree(finished[0], moved)
+    result = run(command(tiny_dataset, config_file, moved, f"epochs={EPOCHS + 3}", "max_minutes=0.00001"))
+    assert "max_minutes 0.0 -> 1e-05" in result.stderr
+    info = json.loads((moved / "run.json").read_text())
+    assert info["metrics"]["epochs"] == EPOCHS and info["metrics"]["out_of_time"] is True
+    assert len((moved / "metrics.jsonl").read_text().splitlines()) == EPOCHS
 
 
 def test_a_run_on_cloud_storage_continues_on_another_machine(
