@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU machine, in the repository's root, after scripts/gpu-carry.sh made
+# .carry/ here: trains CONFIG with JAX and leaves the run in $OUT (the model in 15 MB
+# parts, the size that comes back). From the device tool:
+#   run(command="bash scripts/gpu-train.sh", carry=[".carry"], timeout_s=600)
+# Back here: cat FILES_AT/model.keras.part-* > RUN/model.keras, copy the JSON files and
+# data/shared/tokenizer.json beside it, and `issue-summarizer export RUN`.
+set -euo pipefail
+config=${1:-configs/transformer-gpu.toml}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .carry/wheels/*.whl
+export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+out=${OUT:?set OUT to the folder that comes back}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+python3 -m training.carry unpack .carry/dataset /tmp/dataset
+python3 -m summarizer.cli train --config "$config" dataset=/tmp/dataset output=/tmp/run \
+    2>&1 | tee "$out/train.log"
+cp /tmp/run/config.json /tmp/run/run.json /tmp/run/metrics.jsonl "$out/"
+split -b 15m -d /tmp/run/model.keras "$out/model.keras.part-"
+ls -la "$out"
