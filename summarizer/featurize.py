@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -77,8 +77,7 @@ class Featurizer:
         if self._pool:
             self._pool.shutdown(cancel_futures=True)
 
-    def _encode(self, texts: Sequence[str], length: int, title: bool,
-                what: str) -> tuple[np.ndarray, int]:
+    def _encode(self, texts: Sequence[str], length: int, title: bool, what: str) -> Pending:
         special = self.special if title else None
         blocks = [list(texts[i:i + BLOCK]) for i in range(0, len(texts), BLOCK)]
         if self._pool:
@@ -89,33 +88,45 @@ class Featurizer:
             assert self._local is not None
             done = (pad_rows(*self._local.encode_flat(b), length, special, self.special["pad"])
                     for b in blocks)
-        arrays, truncated = [], 0
-        for array, cut in progress(done, f"tokenizing {what}", total=len(blocks), unit="blocks"):
-            arrays.append(array)
-            truncated += cut
-        if not arrays:
-            return np.full((0, length), self.special["pad"], dtype=np.int32), 0
-        return np.concatenate(arrays), truncated
+        return Pending(done, len(blocks), what, np.full((0, length), self.special["pad"], np.int32))
 
-    def bodies(self, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
+    def bodies(self, texts: Sequence[str], length: int) -> Pending:
         """Body ids, cut to `length` and padded; also how many bodies were cut."""
         return self._encode(texts, length, title=False, what="bodies")
 
-    def titles(self, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
+    def titles(self, texts: Sequence[str], length: int) -> Pending:
         """`<s> title </s>` ids padded to `length`; also how many titles were cut to fit."""
         return self._encode(texts, length, title=True, what="titles")
+
+
+class Pending:
+    """Texts handed to the workers: ask for several before collecting any, and no worker
+    waits for the others between them."""
+
+    def __init__(self, done: Iterator[tuple[np.ndarray, int]], blocks: int, what: str,
+                 empty: np.ndarray) -> None:
+        self._done, self._blocks, self._what, self._empty = done, blocks, what, empty
+
+    def result(self) -> tuple[np.ndarray, int]:
+        """The ids of every text, and how many were cut."""
+        arrays, truncated = [], 0
+        for array, cut in progress(self._done, f"tokenizing {self._what}", total=self._blocks,
+                                   unit="blocks"):
+            arrays.append(array)
+            truncated += cut
+        return (np.concatenate(arrays) if arrays else self._empty), truncated
 
 
 def encode_bodies(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
     """Body ids in this process (see `Featurizer` for many texts)."""
     with Featurizer(tokenizer) as featurizer:
-        return featurizer.bodies(texts, length)
+        return featurizer.bodies(texts, length).result()
 
 
 def encode_titles(tokenizer: Tokenizer, texts: Sequence[str], length: int) -> tuple[np.ndarray, int]:
     """Title ids in this process (see `Featurizer` for many texts)."""
     with Featurizer(tokenizer) as featurizer:
-        return featurizer.titles(texts, length)
+        return featurizer.titles(texts, length).result()
 
 
 def shard_name(split: str, index: int, count: int, column: str) -> str:

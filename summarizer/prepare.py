@@ -26,7 +26,7 @@ import orjson
 from summarizer import __version__, storage
 from summarizer.cleaning import clean_body, clean_title, model_text
 from summarizer.errors import UserError
-from summarizer.featurize import Featurizer, write_shards
+from summarizer.featurize import Featurizer, Pending, write_shards
 from summarizer.filters import content_key, is_bot, near_key
 from summarizer.progress import progress
 from summarizer.readers import read_file
@@ -187,11 +187,10 @@ def _write_text(path: Path, kept: _Kept, rows: list[int]) -> None:
                 for i in rows[start:start + CHUNK]))
 
 
-def _write_split(folder: Path, name: str, chosen: list[int], kept: _Kept, featurizer: Featurizer,
+def _write_split(folder: Path, name: str, chosen: list[int], kept: _Kept, ids: tuple[Pending, Pending],
                  config: PrepareConfig) -> tuple[dict, dict, dict]:
     """One split's arrays; returns its manifest entry, size and truncation."""
-    bodies, cut_bodies = featurizer.bodies([kept.bodies[i] for i in chosen], config.body_len)
-    titles, cut_titles = featurizer.titles([kept.titles[i] for i in chosen], config.title_len)
+    (bodies, cut_bodies), (titles, cut_titles) = (pending.result() for pending in ids)
     shards = write_shards(folder, name, {"body": bodies, "title": titles},
                           config.shards if chosen else 1)
     log.info("%s: %s issues featurized", name, f"{len(chosen):,}")
@@ -260,9 +259,13 @@ def prepare(inputs: Sequence[str], output: str, config: PrepareConfig,
         tokenizer.save(str(folder / TOKENIZER))
         texts = [writer.submit(_write_text, folder / f"{name}.jsonl.gz", kept, rows[name])
                  for name in SPLITS]
+        # Every split's texts go to the workers at once: none idles at a split's end.
+        ids = {name: (featurizer.bodies([kept.bodies[i] for i in rows[name]], config.body_len),
+                      featurizer.titles([kept.titles[i] for i in rows[name]], config.title_len))
+               for name in SPLITS}
         for name in SPLITS:
             splits_manifest[name], report["splits"][name], report["truncated"][name] = \
-                _write_split(folder, name, rows[name], kept, featurizer, config)
+                _write_split(folder, name, rows[name], kept, ids[name], config)
         for text in texts:
             text.result()
         (folder / REPORT).write_text(json.dumps(report, indent=2) + "\n")
