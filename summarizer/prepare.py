@@ -98,20 +98,20 @@ def _read(inputs: Sequence[str], skips: SkipCounter,
 
 
 def _clean_chunk(args: tuple[list[tuple[str, str, str | None]], PrepareConfig]) -> list[tuple]:
-    """Worker: clean a chunk; per issue (title, body, word count, bot?, exact content key,
-    near-duplicate key). Bodies are cleaned only as far as the model reads them, and the
-    near-duplicate key looks at that much: two issues that differ only past it are one
-    input with two targets to the model."""
+    """Worker: clean a chunk; per issue (title, body, word count up to one past the minimum,
+    bot?, exact content key, near-duplicate key). Bodies are cleaned only as far as the model
+    reads them, and the near-duplicate key looks at that much: two issues that differ only
+    past it are one input with two targets to the model."""
     chunk, config = args
     out = []
     for title, raw, author in chunk:
         bot = is_bot(Issue(url=None, repo=None, title=title, body=raw, author=author))
         exact = content_key(title, raw)
         body = model_text(raw, config.max_raw_chars, config.body_chars)
-        words = len(body.split())
+        words = len(body.split(None, config.min_body_words))  # enough to tell short ones
         if words < config.min_body_words and len(body) == config.body_chars:
             # Cut: the words past the cut count too (a tiny body_len must not drop issues).
-            words = len(clean_body(raw[:config.max_raw_chars]).split())
+            words = len(clean_body(raw[:config.max_raw_chars]).split(None, config.min_body_words))
         out.append((clean_title(title), body, words, bot, exact, near_key(body)))
     return out
 
