@@ -14,6 +14,9 @@ import re
 import unicodedata
 
 CODE_KEEP_HEAD, CODE_KEEP_TAIL, CODE_LINE_CHARS = 2, 1, 160
+# Cleaned characters kept per body token: about 3.6 make a token here, so 6 almost always
+# fill the body's tokens while sparing the tokenizer the rest.
+CHARS_PER_TOKEN = 6
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 _FRAME = re.compile(
@@ -222,9 +225,9 @@ def clean_body(text: str, limit: int | None = None) -> str:
     return "\n".join(_lines(text, limit)).strip()[:limit]
 
 
-def model_text(body: str, max_raw_chars: int, body_chars: int) -> str:
-    """A raw body as training saw it: cut, cleaned, then cut to what the tokenizer reads."""
-    return clean_body(body[:max_raw_chars], body_chars)
+def model_text(body: str, max_raw_chars: int, body_len: int) -> str:
+    """A raw body as training saw it: cut, cleaned, then cut to what `body_len` tokens need."""
+    return clean_body(body[:max_raw_chars], body_len * CHARS_PER_TOKEN)
 
 
 def clean_title(text: str) -> str:

@@ -67,7 +67,7 @@ class Summarizer:
         self.body_tokens = manifest["max_lengths"]["body_tokens"]
         self.title_tokens = manifest["max_lengths"]["title_tokens"]
         self._max_raw_chars = settings.get("max_raw_chars", 50_000)
-        self._body_chars = settings.get("body_len", self.body_tokens) * 6  # as `prepare` cut them
+        self._body_len = settings.get("body_len", self.body_tokens)  # as `prepare` cut bodies
 
     @classmethod
     def load(cls, location: str | Path, threads: int | None = None) -> Summarizer:
@@ -78,7 +78,7 @@ class Summarizer:
     def body_ids(self, bodies: Sequence[str], cleaned: bool = False) -> np.ndarray:
         """Raw bodies cleaned and tokenized exactly as `prepare` did for training; `cleaned`
         bodies (a prepared dataset's text) are only tokenized."""
-        texts = bodies if cleaned else [model_text(body, self._max_raw_chars, self._body_chars)
+        texts = bodies if cleaned else [model_text(body, self._max_raw_chars, self._body_len)
                                         for body in bodies]
         with self._words_lock:
             flat = self._words.encode_flat(texts)

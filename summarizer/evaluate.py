@@ -50,7 +50,7 @@ def _record_rows(source: str) -> tuple[list[dict], str]:
     for path in storage.list_files(source):
         for issue in read_file(path, skips):
             title = clean_title(issue.title)
-            body = model_text(issue.body, config.max_raw_chars, config.body_chars)
+            body = model_text(issue.body, config.max_raw_chars, config.body_len)
             if title and body:
                 rows.append({"url": issue.url, "repo": issue.repo,
                              "source": path.rsplit("/", 1)[-1], "title": title, "body": body})

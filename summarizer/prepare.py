@@ -24,7 +24,7 @@ from typing import TypeVar
 import orjson
 
 from summarizer import __version__, storage
-from summarizer.cleaning import clean_body, clean_title, model_text
+from summarizer.cleaning import CHARS_PER_TOKEN, clean_body, clean_title, model_text
 from summarizer.errors import UserError
 from summarizer.featurize import Featurizer, Pending, write_shards
 from summarizer.filters import content_key, is_bot, near_key
@@ -59,9 +59,8 @@ class PrepareConfig:
 
     @property
     def body_chars(self) -> int:
-        """Cleaned text kept for tokenizing: about 3.6 characters make a token here, so
-        6 per token almost always fills `body_len` while sparing the tokenizer the rest."""
-        return self.body_len * 6
+        """Cleaned text kept for tokenizing (see CHARS_PER_TOKEN)."""
+        return self.body_len * CHARS_PER_TOKEN
 
 
 @dataclass
@@ -107,7 +106,7 @@ def _clean_chunk(args: tuple[list[tuple[str, str, str | None]], PrepareConfig]) 
     for title, raw, author in chunk:
         bot = is_bot(Issue(url=None, repo=None, title=title, body=raw, author=author))
         exact = content_key(title, raw)
-        body = model_text(raw, config.max_raw_chars, config.body_chars)
+        body = model_text(raw, config.max_raw_chars, config.body_len)
         words = len(body.split(None, config.min_body_words))  # enough to tell short ones
         if words < config.min_body_words and len(body) == config.body_chars:
             # Cut: the words past the cut count too (a tiny body_len must not drop issues).

@@ -84,7 +84,7 @@ def test_graphs_compute_the_keras_models_log_probabilities(kind: str, bundles: d
 def keras_candidates(folder: Path, engine: Summarizer, bodies: list[str],
                      config: DecodeConfig) -> list[list[tuple[str, float]]]:
     """Keras decoding of the bodies as the engine cleans them."""
-    texts = [model_text(body, engine._max_raw_chars, engine._body_chars) for body in bodies]
+    texts = [model_text(body, engine._max_raw_chars, engine._body_len) for body in bodies]
     return KerasTitler.load(str(folder)).candidates(texts, config)
 
 
