@@ -3,8 +3,8 @@
 # .carry/ here: trains CONFIG with JAX and leaves the run in $OUT (the model in 15 MB
 # parts, the size that comes back). From the device tool:
 #   run(command="bash scripts/gpu-train.sh", carry=[".carry"], timeout_s=600)
-# Back here: cat FILES_AT/model.keras.part-* > RUN/model.keras, copy the JSON files and
-# data/shared/tokenizer.json beside it, and `issue-summarizer export RUN`.
+# Back here: copy FILES_AT's files into a run folder RUN, `cat RUN/model.keras.part-* >
+# RUN/model.keras`, remove the parts, and `issue-summarizer export RUN`.
 set -euo pipefail
 config=${1:-configs/transformer-gpu.toml}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -13,8 +13,11 @@ export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 out=${OUT:?set OUT to the folder that comes back}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -m training.carry unpack .carry/dataset /tmp/dataset
-python3 -m summarizer.cli train --config "$config" dataset=/tmp/dataset output=/tmp/run \
-    2>&1 | tee "$out/train.log"
-cp /tmp/run/config.json /tmp/run/run.json /tmp/run/metrics.jsonl "$out/"
+# max_minutes ends the run between epochs; should an epoch still run past the command's
+# 10 minutes, Ctrl-C stops it and model.keras holds the best epoch so far.
+timeout -s INT -k 30 500 python3 -m summarizer.cli train --config "$config" \
+    dataset=/tmp/dataset output=/tmp/run 2>&1 | tee "$out/train.log" \
+    || echo "training stopped before its end (exit $?): bringing back the best epoch so far"
+cp /tmp/run/config.json /tmp/run/run.json /tmp/run/metrics.jsonl /tmp/run/tokenizer.json "$out/"
 split -b 15m -d /tmp/run/model.keras "$out/model.keras.part-"
 ls -la "$out"
