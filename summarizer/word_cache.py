@@ -84,26 +84,24 @@ class WordCache:
         pattern, so each word keeps its ids and the newline's id marks where it ends.
         Whitespace words would run into the newline and are encoded one by one.
         """
-        spaces = [w.isspace() for w in words]
-        plain = [w for w, space in zip(words, spaces, strict=True) if not space]
+        is_space = np.fromiter(map(str.isspace, words), dtype=bool, count=len(words))
+        plain = [w for w, space in zip(words, is_space, strict=True) if not space]
         joined = [_SEPARATOR.join(plain[i:i + _JOINED_WORDS])
                   for i in range(0, len(plain), _JOINED_WORDS)]
         ids = np.fromiter(chain.from_iterable(
             (*e.ids, self._separator) for e in self.tokenizer.encode_batch(
                 joined, add_special_tokens=False)), dtype=np.int32)
-        ends = np.flatnonzero(ids == self._separator)
-        plain_lengths = np.diff(ends, prepend=-1) - 1
-        spaced = self._encode([w for w, space in zip(words, spaces, strict=True) if space])
-        lengths = np.empty(len(words), dtype=np.int64)
-        is_space = np.array(spaces, dtype=bool)
-        lengths[~is_space] = plain_lengths
-        lengths[is_space] = [len(i) for i in spaced]
-        order = np.concatenate([np.flatnonzero(~is_space), np.flatnonzero(is_space)])
+        plain_lengths = np.diff(np.flatnonzero(ids == self._separator), prepend=-1) - 1
+        spaced = self._encode([w for w, space in zip(words, is_space, strict=True) if space])
+        space_lengths = np.fromiter(map(len, spaced), dtype=np.int64, count=len(spaced))
+        # The table holds the plain words' ids, then the whitespace words'.
         table = np.concatenate([ids[ids != self._separator],
                                 np.fromiter(chain.from_iterable(spaced), dtype=np.int32)])
-        # `table` holds the plain words' ids, then the whitespace words': put them in order.
+        lengths = np.empty(len(words), dtype=np.int64)
         starts = np.empty(len(words), dtype=np.int64)
-        starts[order] = np.cumsum(lengths[order]) - lengths[order]
+        lengths[~is_space], lengths[is_space] = plain_lengths, space_lengths
+        starts[~is_space] = np.cumsum(plain_lengths) - plain_lengths
+        starts[is_space] = plain_lengths.sum() + np.cumsum(space_lengths) - space_lengths
         return table, starts, lengths
 
     def _learn(self, words: list[str]) -> None:
