@@ -69,9 +69,10 @@ def original_style(model_folder: Path, max_length: int) -> Callable[[str], str]:
         ids = engine.body_ids([body])
         ids = ids[:, : max(int((ids != 0).sum()), 1)].astype("int32")
         memory, mask = encoder.predict(ids, verbose=0)
+        copied = [ids] if len(decoder.inputs) == 4 else []  # the copy head reads the body's ids
         tokens = [start]
         for _ in range(max_length):
-            logits = decoder.predict([np.array([tokens], dtype="int32"), memory, mask], verbose=0)
+            logits = decoder.predict([np.array([tokens], dtype="int32"), memory, mask, *copied], verbose=0)
             token = int(logits[0].argmax())
             if token == end:
                 break

@@ -212,3 +212,55 @@ class DecoderBlock(_Block):
         y = y + self.drop(self.cross_attention(h, memory, body_mask[:, None, :], training=training),
                           training=training)
         return self._feed_forward(y, training=training)
+
+
+def to_vocabulary(weights, body, vocab_size: int):
+    """Attention over body positions [B, T, S] summed into the vocabulary [B, T, V]: each
+    position's weight goes to its token id (a segment sum; a one-hot [B, S, V] would not fit)."""
+    batch, length, source = ops.shape(weights)[0], ops.shape(weights)[1], ops.shape(weights)[2]
+    ids = ops.reshape(ops.cast(body, "int32") + ops.arange(batch, dtype="int32")[:, None] * vocab_size, (-1,))
+    rows = ops.reshape(ops.transpose(weights, (0, 2, 1)), (batch * source, length))
+    summed = ops.segment_sum(rows, ids, num_segments=batch * vocab_size)
+    return ops.transpose(ops.reshape(summed, (batch, vocab_size, length)), (0, 2, 1))
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class CopyHead(keras.layers.Layer):
+    """The pointer-generator output (See et al., 2017): a gate mixes the vocabulary softmax
+    with one attention over the body's own tokens, so a title can copy the names, errors and
+    versions that make it specific and that a small model rarely learns to spell from the
+    vocabulary. Returns log-probabilities [B, T, V] in float32: a log-softmax (the loss's,
+    decoding's) leaves them as they are."""
+
+    EPSILON = 1e-9  # keeps the log finite where neither side gives a token any probability
+
+    def __init__(self, dim: int, vocab_size: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.dim, self.vocab_size = dim, vocab_size
+        self.query, self.key = keras.layers.Dense(dim, name="query"), keras.layers.Dense(dim, name="key")
+        self.gate = keras.layers.Dense(1, name="gate")
+
+    def build(self, y_shape, memory_shape=None, body_shape=None, body_mask_shape=None,
+              logits_shape=None) -> None:
+        for layer in (self.query, self.key, self.gate):
+            layer.build(y_shape)
+
+    def call(self, y, memory, body, body_mask, logits):
+        """`y` the decoder's output [B, T, dim], `memory` the encoder's [B, S, dim], `body` its
+        ids and `body_mask` [B, S], `logits` the vocabulary's [B, T, V]."""
+        scores = ops.matmul(self.query(y), ops.transpose(self.key(memory), (0, 2, 1)))
+        scores = ops.cast(scores, "float32") * self.dim ** -0.5
+        mask = body_mask[:, None, :]
+        weights = ops.softmax(ops.where(mask, scores, -1e9), axis=-1) * ops.cast(mask, "float32")
+        # The generator's share [B, T, 1]; all of it for an empty body, which has nothing to copy.
+        has_body = ops.cast(ops.any(body_mask, axis=-1), "float32")[:, None, None]
+        copied = (1.0 - ops.sigmoid(ops.cast(self.gate(y), "float32"))) * has_body
+        mixed = ((1.0 - copied) * ops.softmax(ops.cast(logits, "float32"), axis=-1)
+                 + copied * to_vocabulary(weights, body, self.vocab_size))
+        return ops.log(mixed + self.EPSILON)
+
+    def compute_output_spec(self, y, memory, body, body_mask, logits):
+        return keras.KerasTensor(logits.shape, dtype="float32")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "dim": self.dim, "vocab_size": self.vocab_size}

@@ -3,10 +3,12 @@
 - `gru`: the original example, kept as the reference to beat: embeddings, batch norm, a GRU
   encoder whose final state starts a GRU decoder, batch norm, a projection to the vocabulary.
 - `transformer`: a pre-layer-norm encoder-decoder with one embedding matrix shared by the
-  body, the title and the output projection, and sinusoidal positions.
+  body, the title and the output projection, and sinusoidal positions; with `copy`, a
+  pointer-generator head lets it copy body tokens into the title (see `layers.CopyHead`).
 
 Both return logits (the softmax lives in the loss and in decoding, where it is computed in
-float32). Padding is id 0; titles are `<s> title </s>` and are fed shifted by one.
+float32); the copy head returns log-probabilities, which a log-softmax leaves unchanged.
+Padding is id 0; titles are `<s> title </s>` and are fed shifted by one.
 """
 
 from __future__ import annotations
@@ -16,12 +18,21 @@ from dataclasses import asdict, dataclass
 import keras
 from keras import ops
 
-from summarizer.layers import PACKAGE, DecoderBlock, EncoderBlock, NotPad, SharedEmbedding, SinusoidalPosition
+from summarizer.layers import (
+    PACKAGE,
+    CopyHead,
+    DecoderBlock,
+    EncoderBlock,
+    NotPad,
+    SharedEmbedding,
+    SinusoidalPosition,
+)
 
 KINDS = ("gru", "transformer")
 HYPERPARAMETERS = {  # the ModelConfig fields each kind reads
     "gru": ("embedding_dim", "units"),
-    "transformer": ("dim", "heads", "hidden", "encoder_layers", "decoder_layers", "dropout", "max_positions"),
+    "transformer": ("dim", "heads", "hidden", "encoder_layers", "decoder_layers", "dropout", "max_positions",
+                    "copy"),
 }
 
 
@@ -39,6 +50,7 @@ class ModelConfig:
     decoder_layers: int = 2
     dropout: float = 0.1
     max_positions: int = 512
+    copy: bool = False  # the pointer-generator head
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +99,8 @@ def _transformer(config: ModelConfig, vocab_size: int) -> keras.Model:
                          name=f"decoder_{i}")(y, memory, body_mask)
     y = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")(y)
     logits = embed(y, mode="logits")
+    if config.copy:
+        logits = CopyHead(config.dim, vocab_size, name="copy")(y, memory, body, body_mask, logits)
     return keras.Model([body, title], logits, name="transformer")
 
 
@@ -119,7 +133,7 @@ def inference_models(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 
     - gru: encoder `body -> state`; decoder `(last token [B, 1], state) -> (logits [B, V], state)`
     - transformer: encoder `body -> (memory, body mask)`; decoder `(tokens so far [B, T],
-      memory, body mask) -> logits of the last position [B, V]`
+      memory, body mask[, body ids with the copy head]) -> logits of the last position [B, V]`
     """
     layer = model.get_layer
     body = keras.Input((None,), dtype="int32", name="body")
@@ -148,9 +162,15 @@ def inference_models(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     for block in blocks:
         if isinstance(block, DecoderBlock):
             y = block(y, memory_in, mask_in)
-    logits = embed(layer("decoder_norm")(y[:, -1:]), mode="logits")[:, 0]
+    y = layer("decoder_norm")(y[:, -1:])
+    logits = embed(y, mode="logits")
+    inputs = [tokens, memory_in, mask_in]
+    copy = next((x for x in model.layers if isinstance(x, CopyHead)), None)
+    if copy is not None:
+        inputs.append(keras.Input((None,), dtype="int32", name="body_ids"))
+        logits = copy(y, memory_in, inputs[-1], mask_in, logits)
     return (keras.Model(body, [memory, mask], name="transformer_encoder"),
-            keras.Model([tokens, memory_in, mask_in], logits, name="transformer_decoder"))
+            keras.Model(inputs, logits[:, 0], name="transformer_decoder"))
 
 
 def load_model(path: object) -> keras.Model:

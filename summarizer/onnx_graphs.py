@@ -8,7 +8,9 @@ The Transformer's state is the body mask, each decoder layer's cross-attention k
 values (computed once per body) and its self-attention key/value cache, which grows by one
 position per step: a step costs one token's work instead of rerunning the whole prefix as the
 Keras decoder does. Keys are stored transposed (`[B, heads, head_dim, T]`) so no step
-transposes them. The GRU's state is its hidden vector.
+transposes them. With the copy head the state also holds the body's ids and the head's keys
+(`[B, dim, S]`), and the step scatters the copy attention onto the vocabulary's probabilities.
+The GRU's state is its hidden vector.
 
 The graphs are written op by op from the layers' weights rather than by a converter: every
 weight is reachable (see `layers`), the cache is ours to shape, and opset 17 with IR 9 loads
@@ -24,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from summarizer.layers import DecoderBlock, EncoderBlock
+from summarizer.layers import CopyHead, DecoderBlock, EncoderBlock
 
 OPSET = 17
 IR_VERSION = 9
@@ -135,6 +137,7 @@ class _Transformer:
         self.decoders = [layer for layer in model.layers if isinstance(layer, DecoderBlock)]
         self.heads = self.encoders[0].heads if self.encoders else self.decoders[0].heads
         self.head_dim = self.dim // self.heads
+        self.copy = next((layer for layer in model.layers if isinstance(layer, CopyHead)), None)
 
     def _embed(self, g: _Graph, ids: str, table: str) -> str:
         return g.op("Mul", g.op("Gather", table, ids), g.const(np.float32(math.sqrt(self.dim))))
@@ -201,6 +204,10 @@ class _Transformer:
             g.output(empty, f"self_keys_{i}", _FLOAT, ["batch", self.heads, self.head_dim, 0])
             g.output(g.op("Transpose", empty, perm=[0, 1, 3, 2]), f"self_values_{i}", _FLOAT,
                      ["batch", self.heads, 0, self.head_dim])
+        if self.copy is not None:
+            g.output(body, "body_ids", _INT64, ["batch", "body_length"])
+            g.output(g.op("Transpose", g.dense(memory, self.copy.key), perm=[0, 2, 1]), "copy_keys", _FLOAT,
+                     ["batch", self.dim, "body_length"])
         return g.model()
 
     def _step_attend(self, g: _Graph, x: str, attention: keras.layers.Layer, keys: str, values: str,
@@ -251,8 +258,31 @@ class _Transformer:
             g.output(keys, f"next_self_keys_{i}", _FLOAT, ["batch", self.heads, self.head_dim, "next"])
             g.output(values, f"next_self_values_{i}", _FLOAT, ["batch", self.heads, "next", self.head_dim])
         y = g.layer_norm(y, self.model.get_layer("decoder_norm"))
-        g.log_probs(g.op("Gemm", y, table, transB=1), len(self.table))
+        logits = g.op("Gemm", y, table, transB=1)
+        if self.copy is None:
+            g.log_probs(logits, len(self.table))
+        else:
+            g.output(self._copy(g, y, logits, mask), "log_probs", _FLOAT, ["batch", len(self.table)])
         return g.model()
+
+    def _copy(self, g: _Graph, y: str, logits: str, mask: str) -> str:
+        """`CopyHead` for one position: the gate's share of the vocabulary softmax, with the
+        rest of the probability scattered onto the body's token ids."""
+        body = g.input("body_ids", _INT64, ["batch", "body_length"])
+        keys = g.input("copy_keys", _FLOAT, ["batch", self.dim, "body_length"])
+        one = g.const(np.array([1], np.int64))
+        query = g.op("Unsqueeze", g.gemm(y, self.copy.query, self.dim ** -0.5), one)
+        scores = g.op("Squeeze", g.op("MatMul", query, keys), one)  # [B, S]
+        weights = g.op("Softmax", g.op("Where", mask, scores, g.const(np.float32(-1e9))), axis=-1)
+        real = g.op("Cast", mask, to=_FLOAT)
+        weights = g.op("Mul", weights, real)
+        has_body = g.op("ReduceMax", real, axes=[1], keepdims=1)  # [B, 1]
+        unit = g.const(np.float32(1.0))
+        share = g.op("Mul", g.op("Sub", unit, g.op("Sigmoid", g.gemm(y, self.copy.gate))),
+                     has_body)  # the copy's share of the probability
+        generated = g.op("Mul", g.op("Softmax", logits, axis=-1), g.op("Sub", unit, share))
+        mixed = g.op("ScatterElements", generated, body, g.op("Mul", weights, share), axis=1, reduction="add")
+        return g.op("Log", g.op("Add", mixed, g.const(np.float32(CopyHead.EPSILON))))
 
 
 # GRU

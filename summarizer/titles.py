@@ -41,15 +41,18 @@ def _steps(model: keras.Model) -> tuple[Callable, Step, Select]:
 
         return encoder.predict_on_batch, step, lambda state, rows: state[rows]
 
+    copies = len(decoder.inputs) == 4  # the copy head reads the body's ids
+
     def encode(body: np.ndarray) -> tuple:
         memory, mask = encoder.predict_on_batch(body)
         # The tokens decoded so far are part of the state: this decoder reruns them each step.
-        return memory, mask, np.zeros((len(body), 0), dtype=np.int32)
+        return memory, mask, np.zeros((len(body), 0), dtype=np.int32), *([body] if copies else [])
 
     def step(tokens: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
-        memory, mask, prefix = state
+        memory, mask, prefix, *body = state
         prefix = np.concatenate([prefix, tokens[:, None].astype(np.int32)], axis=1)
-        return log_softmax(decoder.predict_on_batch([prefix, memory, mask])), (memory, mask, prefix)
+        log_probs = log_softmax(decoder.predict_on_batch([prefix, memory, mask, *body]))
+        return log_probs, (memory, mask, prefix, *body)
 
     return encode, step, lambda state, rows: tuple(part[rows] for part in state)
 

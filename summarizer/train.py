@@ -38,7 +38,7 @@ from summarizer import __version__, storage
 from summarizer.batches import TitleBatches
 from summarizer.dataset import Dataset, open_dataset
 from summarizer.errors import UserError
-from summarizer.models import TitleLoss, build_model
+from summarizer.models import TitleLoss, build_model, load_model
 from summarizer.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,9 @@ def load_batches(dataset: Dataset, config: TrainConfig, worker: int = 0,
 
 def fit_data(batches: Iterator[tuple]) -> object:
     """What `fit`/`evaluate` take: batch shapes vary (length buckets), which TensorFlow must be
-    told up front; JAX compiles once per shape and takes the iterator as it is."""
+    told up front; JAX compiles once per shape and takes a generator (no other iterator)."""
     if keras.backend.backend() != "tensorflow":
-        return batches
+        return (batch for batch in batches)
     import tensorflow as tf
 
     ids = tf.TensorSpec((None, None), tf.int32)
@@ -258,6 +258,32 @@ class Run:
         return run
 
 
+def warm_start(model: keras.Model, source: str) -> None:
+    """A new run that starts from a trained model: every layer with the same name and weight
+    shapes takes its weights (a larger model can grow out of a smaller one, e.g. by adding the
+    copy head); the rest keep their fresh initialization."""
+    path = Path(source)
+    donor = load_model(path / MODEL if path.is_dir() else path)
+    taken, fresh = [], []
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        try:
+            found = donor.get_layer(layer.name).get_weights()
+        except ValueError:
+            found = []
+        if [w.shape for w in found] == [w.shape for w in weights]:
+            layer.set_weights(found)
+            taken.append(layer.name)
+        else:
+            fresh.append(layer.name)
+    if not taken:
+        raise UserError(f"init_from {source!r}: no layer matches this model by name and shape; "
+                        "start from a run of the same model kind")
+    log.info("started from %s: %d layers taken, new: %s", source, len(taken), ", ".join(fresh) or "none")
+
+
 def _hardware() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, {accelerator()}"
 
@@ -351,6 +377,8 @@ def train(config: TrainConfig) -> dict:
         # lose the optimizer's weight-decay exclusions, which Keras does not save.
         model.optimizer.build(model.trainable_variables)
         model.load_weights(run.checkpoint / MODEL)
+    elif config.init_from:
+        warm_start(model, config.init_from)
     log.info("%s: %s parameters, %d train / %d dev issues, %d steps per epoch", config.model.kind,
              f"{model.count_params():,}", train_batches.examples, dev_batches.examples, steps)
     checkpoint = _StepCheckpoint(run, state, config.checkpoint_steps)

@@ -34,6 +34,7 @@ class TrainConfig:
     checkpoint_steps: int = 500  # also saved at every epoch end and on interruption
     mixed_precision: str = "auto"  # auto: bfloat16 where a GPU has it; "off"; "bfloat16"
     seed: int = 1
+    init_from: str = ""  # a model.keras or run folder whose layers (same name and shape) start a new run
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def as_dict(self) -> dict:
@@ -63,7 +64,7 @@ def _section(cls: type, values: dict, prefix: str = "") -> dict:
                 raise UserError(f"config key {name!r} must be a table of model settings")
             checked[key] = ModelConfig(**_section(ModelConfig, value, f"{name}."))
         else:
-            checked[key] = _typed(name, value, {"int": int, "float": float, "str": str}[kind])
+            checked[key] = _typed(name, value, {"int": int, "float": float, "str": str, "bool": bool}[kind])
     return checked
 
 
@@ -105,6 +106,9 @@ def _check(config: TrainConfig) -> None:
     if not storage.exists(storage.join(config.dataset, MANIFEST)):
         raise UserError(f"dataset {config.dataset!r} is missing or unfinished (no {MANIFEST}); "
                         "run 'issue-summarizer prepare' first")
+    if config.init_from and not storage.exists(config.init_from):
+        raise UserError(f"init_from {config.init_from!r} does not exist; pass a trained run folder or "
+                        "its model.keras")
     if config.model.kind not in KINDS:
         raise UserError(f"model.kind {config.model.kind!r} is not one of {', '.join(KINDS)}")
     if config.mixed_precision not in ("auto", "off", "bfloat16"):

@@ -17,13 +17,16 @@ from summarizer.train_config import TrainConfig
 
 TINY = ModelConfig(dim=16, hidden=32, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0,
                    embedding_dim=16, units=16)
+# Every model the product builds: each kind, and the transformer with its copy head.
+VARIANTS = {"gru": replace(TINY, kind="gru"), "transformer": replace(TINY, kind="transformer"),
+            "copy": replace(TINY, kind="transformer", copy=True)}
 
 
-def randomized(kind: str, vocab: int, config: ModelConfig = TINY) -> keras.Model:
+def randomized(variant: str, vocab: int) -> keras.Model:
     """A tiny model whose every weight (batch-norm statistics too) is moved off its initial
     value, so logits spread widely and a 1e-4 tolerance means something."""
     keras.utils.set_random_seed(1)
-    model = build_model(replace(config, kind=kind), vocab)
+    model = build_model(VARIANTS[variant], vocab)
     rng = np.random.default_rng(0)
     model.set_weights([w * rng.uniform(0.5, 1.5, w.shape) + rng.uniform(0, 0.1, w.shape)
                        for w in model.get_weights()])

@@ -11,13 +11,12 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from model_folders import TINY, randomized, write_model_folder
+from model_folders import VARIANTS, randomized, write_model_folder
 
 from summarizer import storage
 from summarizer.cleaning import model_text
@@ -25,7 +24,6 @@ from summarizer.decoding import DecodeConfig, log_softmax
 from summarizer.engine import SHIPPED, Summarizer
 from summarizer.errors import UserError
 from summarizer.export import export
-from summarizer.models import KINDS
 from summarizer.titles import KerasTitler
 from summarizer.train_config import TrainConfig
 
@@ -42,13 +40,12 @@ BODIES = [
 
 @pytest.fixture(scope="module")
 def bundles(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """An exported bundle per kind, from tiny models with spread-out random weights."""
+    """An exported bundle per model variant, from tiny models with spread-out random weights."""
     vocab = json.loads((tiny_dataset / "dataset.json").read_text())["vocab_size"]
     root = tmp_path_factory.mktemp("bundles")
     found = {}
-    for kind in KINDS:
-        config = TrainConfig(dataset=str(tiny_dataset), body_len=64, title_len=12,
-                             model=replace(TINY, kind=kind))
+    for kind, model_config in VARIANTS.items():
+        config = TrainConfig(dataset=str(tiny_dataset), body_len=64, title_len=12, model=model_config)
         run = write_model_folder(randomized(kind, vocab), config, tiny_dataset / "tokenizer.json",
                                  root / f"run-{kind}")
         export(str(run), str(root / kind))
@@ -56,7 +53,7 @@ def bundles(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     return found
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", VARIANTS)
 def test_graphs_compute_the_keras_models_log_probabilities(kind: str, bundles: dict[str, Path]) -> None:
     """Step by step through the ONNX encoder and decoder (with the key/value cache) gives the
     full Keras model's teacher-forced logits at every position, padded bodies included."""
@@ -98,7 +95,7 @@ def assert_same_titles(engine: Summarizer, expected: list[list[tuple[str, float]
 
 
 @pytest.mark.parametrize("beams", [1, 3])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", VARIANTS)
 def test_titles_equal_keras_decoding(kind: str, beams: int, bundles: dict[str, Path]) -> None:
     engine = Summarizer.load(bundles[kind], threads=1)
     config = DecodeConfig(num_beams=beams, num_return=beams, max_length=6, no_repeat_ngram=2)

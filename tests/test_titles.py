@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from cli_in_process import cli
 from conftest import TinyRun
-from model_folders import TINY, randomized, write_model_folder
+from model_folders import VARIANTS, randomized, write_model_folder
 
 from summarizer.decoding import Candidate, DecodeConfig, beam_search, greedy, log_softmax
 from summarizer.errors import UserError
 from summarizer.evaluate import markdown
 from summarizer.featurize import encode_bodies
-from summarizer.models import KINDS, inference_models
+from summarizer.models import inference_models
 from summarizer.titles import KerasTitler
 from summarizer.tokenization import special_ids
 from summarizer.train_config import TrainConfig
@@ -41,7 +41,7 @@ BODIES = [
 ]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", VARIANTS)
 def test_step_models_give_the_full_models_logits(kind: str) -> None:
     """Feeding a title one token at a time through the encoder and step decoder reproduces the
     teacher-forced logits at every position: what makes step-wise decoding correct."""
@@ -62,7 +62,8 @@ def test_step_models_give_the_full_models_logits(kind: str) -> None:
             steps.append(logits)
     else:
         memory, mask = encoder.predict_on_batch(body)
-        steps = [decoder.predict_on_batch([title[:, :position + 1], memory, mask])
+        copied = [body] if kind == "copy" else []  # the copy head reads the body's ids
+        steps = [decoder.predict_on_batch([title[:, :position + 1], memory, mask, *copied])
                  for position in range(title.shape[1])]
     stepped = np.stack(steps, axis=1)
     assert stepped.shape == full.shape == (3, 7, VOCAB)
@@ -73,13 +74,16 @@ def test_step_models_give_the_full_models_logits(kind: str) -> None:
 @pytest.fixture(scope="module")
 def titlers(tiny_run: TinyRun, tiny_dataset: Path,
             tmp_path_factory: pytest.TempPathFactory) -> dict[str, KerasTitler]:
-    """A titler per kind: the trained tiny transformer run, and a random-weight GRU folder."""
+    """A titler per model variant: the trained tiny transformer run, and random-weight folders
+    for the others."""
     vocab = json.loads((tiny_dataset / "dataset.json").read_text())["vocab_size"]
-    gru_config = TrainConfig(dataset=str(tiny_dataset), body_len=64, title_len=24,
-                             model=replace(TINY, kind="gru"))
-    gru = write_model_folder(randomized("gru", vocab), gru_config, tiny_dataset / "tokenizer.json",
-                             tmp_path_factory.mktemp("gru") / "gru-folder")
-    return {"transformer": KerasTitler.load(str(tiny_run.folder)), "gru": KerasTitler.load(str(gru))}
+    found = {"transformer": KerasTitler.load(str(tiny_run.folder))}
+    for variant in ("gru", "copy"):
+        config = TrainConfig(dataset=str(tiny_dataset), body_len=64, title_len=24, model=VARIANTS[variant])
+        folder = write_model_folder(randomized(variant, vocab), config, tiny_dataset / "tokenizer.json",
+                                    tmp_path_factory.mktemp(variant) / "folder")
+        found[variant] = KerasTitler.load(str(folder))
+    return found
 
 
 def search(titler: KerasTitler, bodies: list[str], config: DecodeConfig, beam: bool) -> list[list[Candidate]]:
@@ -108,7 +112,7 @@ def teacher_forced_score(titler: KerasTitler, body: str, candidate: Candidate, c
     return total / len(targets) ** config.length_penalty
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", VARIANTS)
 def test_greedy_titles_are_one_beam_search(titlers: dict[str, KerasTitler], kind: str) -> None:
     titler = titlers[kind]
     config = DecodeConfig(max_length=MAX_LENGTH)
@@ -130,7 +134,7 @@ def test_an_empty_bodys_title_does_not_depend_on_its_batch(titlers: dict[str, Ke
     assert batched_score == pytest.approx(alone_score, abs=1e-5)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", VARIANTS)
 def test_beam_candidates_are_sorted_and_scored_by_the_model(titlers: dict[str, KerasTitler],
                                                             kind: str) -> None:
     """Each candidate's score is what the full model gives its tokens: beams kept their own
@@ -152,7 +156,7 @@ def test_beam_candidates_are_sorted_and_scored_by_the_model(titlers: dict[str, K
             assert score == pytest.approx(teacher_forced_score(titler, body, candidate, config), abs=1e-4)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", VARIANTS)
 def test_no_repeat_unigrams_means_no_token_twice(titlers: dict[str, KerasTitler], kind: str) -> None:
     """Titles run to MAX_LENGTH (no end before it), so the rule has room to act."""
     titler = titlers[kind]

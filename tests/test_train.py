@@ -23,12 +23,13 @@ import h5py
 import numpy as np
 import pytest
 from cli_in_process import cli
+from conftest import TinyRun
 
 from summarizer import __version__, storage
 from summarizer.batches import BUCKET, TitleBatches
 from summarizer.errors import UserError
-from summarizer.models import load_model
-from summarizer.train import SYNCED, train
+from summarizer.models import ModelConfig, build_model, load_model
+from summarizer.train import SYNCED, train, warm_start
 from summarizer.train_config import load_config
 
 SCRIPT = Path(sys.executable).with_name("issue-summarizer")
@@ -158,6 +159,8 @@ def test_batch_contents(shards: list[tuple[np.ndarray, np.ndarray]]) -> None:
     ("", ["model.heads=3"], r"model\.dim 256 must be even and divisible by model\.heads 3"),
     ("", ["patience=0"], r"config key 'patience' must be at least 1"),
     ("", ["body_len=65"], r"body_len 65 / title_len 24 exceed the dataset's 64 / 24"),
+    ("[model]\ncopy = 1\n", [], r"config key 'model\.copy' must be bool, not int \(1\)"),
+    ("", ["init_from=/nonexistent/run"], r"init_from '/nonexistent/run' does not exist"),
 ])
 def test_bad_configs_are_one_clear_error(content: str | bytes | None, overrides: list[str], message: str,
                                          tiny_dataset: Path, tmp_path: Path,
@@ -358,3 +361,26 @@ def test_jax_backend_trains(tiny_dataset: Path, config_file: Path, tmp_path: Pat
     assert (output / "metrics.jsonl").read_text().count("\n") == 1
     model = load_model(output / "model.keras")  # saved under JAX, loaded here under TensorFlow
     assert tuple(model((np.ones((1, 16), "int32"), np.full((1, 3), 2, "int32"))).shape) == (1, 3, 400)
+
+
+# --- starting from a trained model ----------------------------------------------------------
+
+
+def test_a_model_with_a_copy_head_starts_from_a_trained_run(tiny_run: TinyRun) -> None:
+    """Every layer the trained run has takes its weights; the new copy head starts fresh."""
+    saved = json.loads((tiny_run.folder / "config.json").read_text())["model"]
+    model = build_model(ModelConfig(**{**saved, "copy": True}), 400)
+    fresh = model.get_layer("copy").get_weights()
+    warm_start(model, str(tiny_run.folder))
+    donor = load_model(tiny_run.folder / "model.keras")
+    for layer in donor.layers:
+        for mine, theirs in zip(model.get_layer(layer.name).get_weights(), layer.get_weights(), strict=True):
+            np.testing.assert_array_equal(mine, theirs, err_msg=layer.name)
+    for before, after in zip(fresh, model.get_layer("copy").get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_starting_from_another_kind_of_model_is_refused(tiny_run: TinyRun) -> None:
+    model = build_model(ModelConfig(kind="gru", embedding_dim=8, units=8), 400)
+    with pytest.raises(UserError, match="no layer matches this model by name and shape"):
+        warm_start(model, str(tiny_run.folder / "model.keras"))
