@@ -17,7 +17,7 @@ import onnx
 from summarizer import __version__, storage
 from summarizer.bundle import FORMAT_VERSION, KERAS_FILES, MANIFEST
 from summarizer.errors import UserError
-from summarizer.models import HYPERPARAMETERS, load_model
+from summarizer.models import HYPERPARAMETERS, ModelConfig, load_model
 from summarizer.onnx_graphs import onnx_graphs
 from summarizer.tokenization import SPECIAL_TOKENS
 
@@ -43,6 +43,18 @@ def _dataset_settings(dataset: str) -> dict | None:
     return json.loads(storage.read_bytes(path))["settings"] if storage.exists(path) else None
 
 
+def _started_from(init_from: str) -> dict | None:
+    """The trained run a run started from (`init_from`): its commands and scores belong to the
+    bundle's history too, since its weights are where this model began."""
+    if not init_from:
+        return None
+    path = Path(init_from)
+    run_file = (path if path.is_dir() else path.parent) / "run.json"
+    info = json.loads(run_file.read_text()) if run_file.exists() else {}
+    kept = ("commands", "data_fingerprint", "backend", "hardware", "metrics")
+    return {"init_from": init_from} | {key: info.get(key) for key in kept}
+
+
 def export(run_dir: str, output: str, report: str | None = None) -> dict:
     """Copy the run's best model and tokenizer into `output` and write its manifest last."""
     run = Path(run_dir)
@@ -55,17 +67,19 @@ def export(run_dir: str, output: str, report: str | None = None) -> dict:
                         "output folder")
     config = json.loads((run / "config.json").read_text())
     info = json.loads((run / "run.json").read_text())
+    model = ModelConfig(**config["model"])  # a run from before a setting existed has its default
     manifest = {
         "format_version": FORMAT_VERSION,
         "created_by": f"issue-summarizer {__version__}",
         "architecture": config["model"]["kind"],
-        "hyperparameters": {key: config["model"][key] for key in HYPERPARAMETERS[config["model"]["kind"]]},
+        "hyperparameters": {key: getattr(model, key) for key in HYPERPARAMETERS[model.kind]},
         "max_lengths": {"body_tokens": config["body_len"], "title_tokens": config["title_len"]},
         "special_tokens": dict(zip(("pad", "unk", "start", "end"), SPECIAL_TOKENS, strict=True)),
         "data_fingerprint": info["data_fingerprint"],
         "data": {"dataset": config["dataset"], "settings": _dataset_settings(config["dataset"])},
         "training": {key: info.get(key) for key in ("command", "commands", "package_version", "keras_version",
-                                                   "backend", "precision", "hardware", "metrics")},
+                                                   "backend", "precision", "hardware", "metrics")}
+        | {"started_from": _started_from(config.get("init_from", ""))},
         "config": config,
         "evaluation": _evaluation(report, run.name) if report else None,
     }

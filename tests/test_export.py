@@ -86,6 +86,24 @@ def test_manifest_says_what_the_model_is(exported: tuple[Path, str], tiny_run: T
     assert evaluation["decoding"]["max_length"] == 3 and evaluation["issues"] == 1
 
 
+def test_a_run_started_from_another_records_where_it_began(tiny_run: TinyRun, tmp_path: Path) -> None:
+    """A run with init_from: the manifest also holds the commands and scores of the run whose
+    weights it started from. A config from before the copy setting existed still exports."""
+    run = tmp_path / "grown"
+    shutil.copytree(tiny_run.folder, run)
+    config = json.loads((run / "config.json").read_text())
+    config["init_from"] = str(tiny_run.folder)
+    del config["model"]["copy"]
+    (run / "config.json").write_text(json.dumps(config))
+    manifest = export(str(run), str(tmp_path / "bundle"))
+    donor = json.loads((tiny_run.folder / "run.json").read_text())
+    started = manifest["training"]["started_from"]
+    assert started["init_from"] == str(tiny_run.folder)
+    assert started["commands"] == donor["commands"] == [tiny_run.command]
+    assert started["metrics"] == donor["metrics"] and started["data_fingerprint"] == donor["data_fingerprint"]
+    assert manifest["hyperparameters"]["copy"] is False
+
+
 def test_exported_folder_loads_and_decodes(exported: tuple[Path, str]) -> None:
     """No config.json there: the manifest's config serves (the model is the run's, byte for byte)."""
     loaded = KerasTitler.load(str(exported[0]))
