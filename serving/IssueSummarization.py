@@ -21,6 +21,7 @@ import numpy as np
 from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.user_model import SeldonNotImplementedError
 
+from summarizer.decoding import DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPEAT_PENALTY
 from summarizer.engine import Summarizer
 
 # In a checkout and in the image alike, the shipped bundle sits beside this folder.
@@ -61,6 +62,7 @@ class Settings:
     min_length: int
     length_penalty: float
     no_repeat_ngram: int
+    repeat_penalty: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -73,12 +75,14 @@ class Settings:
             max_length=_setting(env, "MAX_LENGTH", None),
             min_length=_setting(env, "MIN_LENGTH", 1, minimum=0),
             length_penalty=_setting(env, "LENGTH_PENALTY", 1.0, float, minimum=0),
-            no_repeat_ngram=_setting(env, "NO_REPEAT_NGRAM", 2, minimum=0),
+            no_repeat_ngram=_setting(env, "NO_REPEAT_NGRAM", DEFAULT_NO_REPEAT_NGRAM, minimum=0),
+            repeat_penalty=_setting(env, "REPEAT_PENALTY", DEFAULT_REPEAT_PENALTY, float, minimum=0),
         )
 
     def decoding(self) -> dict[str, Any]:
         return {"num_beams": self.num_beams, "max_length": self.max_length, "min_length": self.min_length,
-                "length_penalty": self.length_penalty, "no_repeat_ngram": self.no_repeat_ngram}
+                "length_penalty": self.length_penalty, "no_repeat_ngram": self.no_repeat_ngram,
+                "repeat_penalty": self.repeat_penalty}
 
 
 def _json_bodies(request: dict) -> list[str]:

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from summarizer import __version__
-from summarizer.decoding import DecodeConfig
+from summarizer.decoding import DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPEAT_PENALTY, DecodeConfig
 from summarizer.errors import UserError
 from summarizer.prepare import PrepareConfig
 from summarizer.readers import FORMATS
@@ -45,6 +45,13 @@ def _at_least(minimum: int, what: str) -> Callable[[str], int]:
 
 
 _positive = _at_least(1, "a positive whole number")
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number, 0 or more")
+    return value
 
 
 def _fraction(text: str) -> float:
@@ -153,7 +160,8 @@ def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.Argumen
     _add_decoding(parser)
 
 
-def _add_decoding(parser: argparse.ArgumentParser, no_repeat_ngram: int | None = None) -> None:
+def _add_decoding(parser: argparse.ArgumentParser, no_repeat_ngram: int | None = None,
+                  repeat_penalty: float | None = None) -> None:
     defaults = DecodeConfig()
     group = parser.add_argument_group("decoding")
     group.add_argument("--beams", type=_positive, default=defaults.num_beams, help="beam width (1: greedy)")
@@ -166,11 +174,15 @@ def _add_decoding(parser: argparse.ArgumentParser, no_repeat_ngram: int | None =
     group.add_argument("--no-repeat-ngram", type=_at_least(0, "a whole number, 0 or more"),
                        default=defaults.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram,
                        help="no token n-gram of this size twice (0: off)")
+    group.add_argument("--repeat-penalty", type=_non_negative,
+                       default=defaults.repeat_penalty if repeat_penalty is None else repeat_penalty,
+                       help="taken off the log-probability of a token already in the title (0: off)")
 
 
 def decode_config(args: argparse.Namespace) -> DecodeConfig:
     return DecodeConfig(num_beams=args.beams, max_length=args.max_length, min_length=args.min_length,
-                        length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram)
+                        length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram,
+                        repeat_penalty=args.repeat_penalty)
 
 
 def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -232,7 +244,7 @@ def _add_summarize(commands: argparse._SubParsersAction, common: argparse.Argume
                         help="titles per body (at most --beams); shown with --json")
     parser.add_argument("--json", action="store_true",
                         help="print {\"title\", \"score\", \"candidates\"} JSON per body")
-    _add_decoding(parser, no_repeat_ngram=2)
+    _add_decoding(parser, DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPEAT_PENALTY)
 
 
 def _add_feedback(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -359,7 +371,8 @@ def _run_summarize(args: argparse.Namespace) -> None:
     engine = Summarizer.load(args.model or default_bundle(), threads=args.threads)
     found = engine.candidates(bodies, num_return=args.candidates, num_beams=args.beams,
                               max_length=args.max_length, min_length=args.min_length,
-                              length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram)
+                              length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram,
+                              repeat_penalty=args.repeat_penalty)
     for best in found:
         if args.json:
             print(json.dumps({"title": best[0].text, "score": round(best[0].score, 4),

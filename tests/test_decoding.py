@@ -110,6 +110,21 @@ def test_no_repeat_ngram() -> None:
     assert free[:4] == [A, B, A, B]  # without the rule the model repeats itself
 
 
+def test_repeat_penalty_lowers_a_token_said_before_without_banning_it() -> None:
+    """A loves to follow A (0.6); penalized by 1 (a factor e) it falls to 0.22, under END's
+    0.25, so the title ends; a sure repeat (0.97, penalized 0.36) still wins."""
+    looping = probabilities({START: {A: 0.9}, A: {A: 0.6, END: 0.25, C: 0.1}, C: {END: 0.9}})[None]
+    assert run_greedy(looping, DecodeConfig(max_length=4))[0].tokens == [A, A, A, A]
+    found = run_greedy(looping, DecodeConfig(max_length=4, repeat_penalty=1.0))[0]
+    assert found.tokens == [A]  # 0.6 / e = 0.22 < END's 0.25
+    score = (np.log(0.9) + np.log(0.25)) / 2  # END was never said: no penalty on it
+    assert found.score == pytest.approx(score)
+    sure = probabilities({START: {A: 0.9}, A: {A: 0.97}})[None]
+    assert run_greedy(sure, DecodeConfig(max_length=3, repeat_penalty=1.0))[0].tokens == [A, A, A]
+    beam = run_beam(looping, DecodeConfig(num_beams=3, max_length=4, repeat_penalty=1.0))[0][0]
+    assert beam.tokens == [A]
+
+
 def test_length_penalty_trades_length_for_probability() -> None:
     # Ending now (0.5) against two more likely steps that end later (0.45 * 0.95 * 0.95).
     table = probabilities({START: {END: 0.5, A: 0.45}, A: {B: 0.95}, B: {END: 0.95}})[None]
@@ -139,6 +154,8 @@ def test_bad_configs_are_rejected() -> None:
         DecodeConfig(num_beams=0)
     with pytest.raises(ValueError):
         DecodeConfig(num_beams=2, num_return=3)
+    with pytest.raises(ValueError):
+        DecodeConfig(repeat_penalty=-1.0)
 
 
 def test_titles_are_never_empty_by_default() -> None:
