@@ -71,9 +71,9 @@ def test_titles_equal_the_engine(server: str, engine: Summarizer) -> None:
 def test_column_input_and_beam_search(server: str, engine: Summarizer) -> None:
     """StringCodec's [N, 1] layout, rows as nested lists, with decoding parameters."""
     payload = _bodies([[body] for body in BODIES], [len(BODIES), 1], parameters={"content_type": "str"})
-    payload["parameters"] = {"num_beams": 3, "max_length": 12}
+    payload["parameters"] = {"num_beams": 3, "max_length": 12, "repeat_penalty": 0.5}
     title = _output(_infer(server, payload), "title")
-    assert title["data"] == engine.summarize(BODIES, num_beams=3, max_length=12)
+    assert title["data"] == engine.summarize(BODIES, num_beams=3, max_length=12, repeat_penalty=0.5)
 
 
 def test_candidates_and_scores(server: str, engine: Summarizer) -> None:
@@ -119,6 +119,8 @@ BAD_REQUESTS = {
     "beams not a number": ({**_bodies(["a bug"]), "parameters": {"num_beams": "four"}}, 400, "integer"),
     "more titles than beams": ({**_bodies(["a bug"]), "parameters": {"num_return": 3, "num_beams": 2}},
                                400, "num_return (3) cannot exceed num_beams (2)"),
+    "negative repeat penalty": ({**_bodies(["a bug"]), "parameters": {"repeat_penalty": -1}}, 400,
+                                "repeat_penalty"),
     "unknown output": ({**_bodies(["a bug"]), "outputs": [{"name": "summary"}]}, 400, "unknown output"),
 }
 
