@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/train.py [--dataset data/shared] [--steps 20]
     KERAS_BACKEND=jax python benchmarks/train.py ...     # e.g. on a lent GPU machine
 
-Each model is built from its shipped config (configs/gru.toml, configs/transformer.toml) and
+Each model is built from its config (configs/gru.toml, configs/transformer.toml and the shipped
+configs/transformer-copy.toml, the transformer with its copy head) and
 trained through the same `fit` path `issue-summarizer train` uses, on the train split's own
 length-bucketed batches: a few warm-up steps (compilation), then `--steps` timed steps. The
 baseline is the `gru` reference; the transformer's speed is printed relative to it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from summarizer.dataset import open_dataset
 from summarizer.models import build_model
@@ -23,7 +25,7 @@ WARMUP = 3
 
 
 def measure(config_file: str, dataset_path: str, steps: int) -> dict:
-    config = load_config(config_file, [f"dataset={dataset_path}"])
+    config = load_config(config_file, [f"dataset={dataset_path}", "init_from="])  # speed needs no start
     dataset = open_dataset(dataset_path)
     train, _ = load_batches(dataset, config)
     model = build_model(config.model, dataset.manifest["vocab_size"])
@@ -36,7 +38,7 @@ def measure(config_file: str, dataset_path: str, steps: int) -> dict:
     seconds = time.perf_counter() - started
     examples = sum(len(targets) for _, targets in timed)
     tokens = sum(int((targets != 0).sum()) for _, targets in timed)
-    return {"model": config.model.kind, "parameters": model.count_params(), "batch": config.batch_size,
+    return {"model": Path(config_file).stem, "parameters": model.count_params(), "batch": config.batch_size,
             "examples_per_s": examples / seconds, "target_tokens_per_s": tokens / seconds}
 
 
@@ -49,12 +51,13 @@ def main() -> None:
     import keras
 
     print(f"backend {keras.backend.backend()}, device {accelerator()}, {args.steps} timed steps each")
-    results = [measure(f"configs/{kind}.toml", args.dataset, args.steps) for kind in ("gru", "transformer")]
+    results = [measure(f"configs/{name}.toml", args.dataset, args.steps)
+               for name in ("gru", "transformer", "transformer-copy")]
     baseline = results[0]["examples_per_s"]
-    print(f"{'model':<12} {'parameters':>11} {'batch':>6} {'examples/s':>11} {'target tokens/s':>16} "
+    print(f"{'model':<17} {'parameters':>11} {'batch':>6} {'examples/s':>11} {'target tokens/s':>16} "
           f"{'vs gru':>7}")
     for r in results:
-        print(f"{r['model']:<12} {r['parameters']:>11,} {r['batch']:>6} {r['examples_per_s']:>11.1f} "
+        print(f"{r['model']:<17} {r['parameters']:>11,} {r['batch']:>6} {r['examples_per_s']:>11.1f} "
               f"{r['target_tokens_per_s']:>16.0f} {r['examples_per_s'] / baseline:>6.2f}x")
 
 
