@@ -88,7 +88,8 @@ def keras_candidates(folder: Path, engine: Summarizer, bodies: list[str],
 def assert_same_titles(engine: Summarizer, expected: list[list[tuple[str, float]]], bodies: list[str],
                        config: DecodeConfig) -> None:
     found = engine.candidates(bodies, num_return=config.num_return, num_beams=config.num_beams,
-                              max_length=config.max_length, no_repeat_ngram=config.no_repeat_ngram)
+                              max_length=config.max_length, no_repeat_ngram=config.no_repeat_ngram,
+                              repeat_penalty=config.repeat_penalty)
     assert [[t.text for t in titles] for titles in found] == [[t for t, _ in titles] for titles in expected]
     np.testing.assert_allclose([t.score for titles in found for t in titles],
                                [s for titles in expected for _, s in titles], atol=1e-4)
@@ -98,7 +99,8 @@ def assert_same_titles(engine: Summarizer, expected: list[list[tuple[str, float]
 @pytest.mark.parametrize("kind", VARIANTS)
 def test_titles_equal_keras_decoding(kind: str, beams: int, bundles: dict[str, Path]) -> None:
     engine = Summarizer.load(bundles[kind], threads=1)
-    config = DecodeConfig(num_beams=beams, num_return=beams, max_length=6, no_repeat_ngram=2)
+    config = DecodeConfig(num_beams=beams, num_return=beams, max_length=6, no_repeat_ngram=2,
+                          repeat_penalty=1.0)
     expected = keras_candidates(bundles[kind], engine, BODIES, config)
     assert len({titles[0][0] for titles in expected}) > 1  # the bodies get different titles
     assert_same_titles(engine, expected, BODIES, config)
@@ -114,7 +116,7 @@ def real_bodies(shared_data: Path, count: int) -> list[str]:
 def test_shipped_model_titles_equal_keras_on_real_issues(beams: int, shared_data: Path) -> None:
     bodies = real_bodies(shared_data, 50)
     engine = Summarizer.load(SHIPPED, threads=2)
-    config = DecodeConfig(num_beams=beams, num_return=beams, no_repeat_ngram=2)
+    config = DecodeConfig(num_beams=beams, num_return=beams, no_repeat_ngram=2, repeat_penalty=1.5)
     assert_same_titles(engine, keras_candidates(SHIPPED, engine, bodies, config), bodies, config)
 
 
