@@ -51,8 +51,9 @@ def _started_from(init_from: str) -> dict | None:
     path = Path(init_from)
     run_file = (path if path.is_dir() else path.parent) / "run.json"
     info = json.loads(run_file.read_text()) if run_file.exists() else {}
-    kept = ("commands", "data_fingerprint", "backend", "hardware", "metrics")
-    return {"init_from": init_from} | {key: info.get(key) for key in kept}
+    kept = ("data_fingerprint", "backend", "hardware", "metrics")
+    commands = info.get("commands") or ([info["command"]] if "command" in info else None)  # older runs: one
+    return {"init_from": init_from, "commands": commands} | {key: info.get(key) for key in kept}
 
 
 def export(run_dir: str, output: str, report: str | None = None) -> dict:

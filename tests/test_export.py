@@ -102,6 +102,13 @@ def test_a_run_started_from_another_records_where_it_began(tiny_run: TinyRun, tm
     assert started["commands"] == donor["commands"] == [tiny_run.command]
     assert started["metrics"] == donor["metrics"] and started["data_fingerprint"] == donor["data_fingerprint"]
     assert manifest["hyperparameters"]["copy"] is False
+    older = tmp_path / "older"  # a run from before run.json listed every command
+    shutil.copytree(tiny_run.folder, older)
+    (older / "run.json").write_text(json.dumps({key: donor[key] for key in donor if key != "commands"}))
+    config["init_from"] = str(older)
+    (run / "config.json").write_text(json.dumps(config))
+    again = export(str(run), str(tmp_path / "again"))
+    assert again["training"]["started_from"]["commands"] == [tiny_run.command]
 
 
 def test_exported_folder_loads_and_decodes(exported: tuple[Path, str]) -> None:
