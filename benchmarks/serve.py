@@ -59,17 +59,18 @@ def original_style(model_folder: Path, max_length: int) -> Callable[[str], str]:
     `predict` per generated token (the Transformer's Keras step model reruns the prefix)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from summarizer.engine import Summarizer
-    from summarizer.models import inference_models, load_model
+    from summarizer.models import copy_head, inference_models, load_model
 
     engine = Summarizer.load(model_folder, threads=1)  # only for its identical tokenization
-    encoder, decoder = inference_models(load_model(model_folder / "model.keras"))
+    model = load_model(model_folder / "model.keras")
+    encoder, decoder = inference_models(model)
     start, end = engine._special["start"], engine._special["end"]
 
     def title(body: str) -> str:
         ids = engine.body_ids([body])
         ids = ids[:, : max(int((ids != 0).sum()), 1)].astype("int32")
         memory, mask = encoder.predict(ids, verbose=0)
-        copied = [ids] if len(decoder.inputs) == 4 else []  # the copy head reads the body's ids
+        copied = [ids] if copy_head(model) is not None else []  # its decoder reads the body's ids
         tokens = [start]
         for _ in range(max_length):
             logits = decoder.predict([np.array([tokens], dtype="int32"), memory, mask, *copied], verbose=0)

@@ -128,6 +128,11 @@ class TitleLoss(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+def copy_head(model: keras.Model) -> CopyHead | None:
+    """The model's copy head, if it has one: its decoder then also reads the body's ids."""
+    return next((layer for layer in model.layers if isinstance(layer, CopyHead)), None)
+
+
 def inference_models(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """The trained model cut in two for decoding one token at a time, sharing its weights:
 
@@ -165,7 +170,7 @@ def inference_models(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     y = layer("decoder_norm")(y[:, -1:])
     logits = embed(y, mode="logits")
     inputs = [tokens, memory_in, mask_in]
-    copy = next((x for x in model.layers if isinstance(x, CopyHead)), None)
+    copy = copy_head(model)
     if copy is not None:
         inputs.append(keras.Input((None,), dtype="int32", name="body_ids"))
         logits = copy(y, memory_in, inputs[-1], mask_in, logits)

@@ -27,6 +27,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from summarizer.layers import CopyHead, DecoderBlock, EncoderBlock
+from summarizer.models import copy_head
 
 OPSET = 17
 IR_VERSION = 9
@@ -137,7 +138,7 @@ class _Transformer:
         self.decoders = [layer for layer in model.layers if isinstance(layer, DecoderBlock)]
         self.heads = self.encoders[0].heads if self.encoders else self.decoders[0].heads
         self.head_dim = self.dim // self.heads
-        self.copy = next((layer for layer in model.layers if isinstance(layer, CopyHead)), None)
+        self.copy = copy_head(model)
 
     def _embed(self, g: _Graph, ids: str, table: str) -> str:
         return g.op("Mul", g.op("Gather", table, ids), g.const(np.float32(math.sqrt(self.dim))))

@@ -23,7 +23,7 @@ from summarizer.decoding import DecodeConfig, Select, Step, log_softmax, search
 from summarizer.engine import Summarizer
 from summarizer.errors import UserError
 from summarizer.featurize import encode_bodies
-from summarizer.models import inference_models, load_model
+from summarizer.models import copy_head, inference_models, load_model
 from summarizer.progress import progress
 from summarizer.tokenization import special_ids
 
@@ -41,7 +41,7 @@ def _steps(model: keras.Model) -> tuple[Callable, Step, Select]:
 
         return encoder.predict_on_batch, step, lambda state, rows: state[rows]
 
-    copies = len(decoder.inputs) == 4  # the copy head reads the body's ids
+    copies = copy_head(model) is not None  # its decoder reads the body's ids
 
     def encode(body: np.ndarray) -> tuple:
         memory, mask = encoder.predict_on_batch(body)
