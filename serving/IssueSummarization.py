@@ -21,7 +21,7 @@ import numpy as np
 from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.user_model import SeldonNotImplementedError
 
-from summarizer.decoding import DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPEAT_PENALTY
+from summarizer.decoding import DEFAULT_END_PENALTY, DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPEAT_PENALTY
 from summarizer.engine import Summarizer
 
 # In a checkout and in the image alike, the shipped bundle sits beside this folder.
@@ -63,6 +63,7 @@ class Settings:
     length_penalty: float
     no_repeat_ngram: int
     repeat_penalty: float
+    end_penalty: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -77,12 +78,13 @@ class Settings:
             length_penalty=_setting(env, "LENGTH_PENALTY", 1.0, float, minimum=0),
             no_repeat_ngram=_setting(env, "NO_REPEAT_NGRAM", DEFAULT_NO_REPEAT_NGRAM, minimum=0),
             repeat_penalty=_setting(env, "REPEAT_PENALTY", DEFAULT_REPEAT_PENALTY, float, minimum=0),
+            end_penalty=_setting(env, "END_PENALTY", DEFAULT_END_PENALTY, float, minimum=0),
         )
 
     def decoding(self) -> dict[str, Any]:
         return {"num_beams": self.num_beams, "max_length": self.max_length, "min_length": self.min_length,
                 "length_penalty": self.length_penalty, "no_repeat_ngram": self.no_repeat_ngram,
-                "repeat_penalty": self.repeat_penalty}
+                "repeat_penalty": self.repeat_penalty, "end_penalty": self.end_penalty}
 
 
 def _json_bodies(request: dict) -> list[str]:

@@ -144,6 +144,7 @@ class IssueSummarizerRuntime(MLModel):
             "length_penalty": (float, 0.0, 5.0),
             "no_repeat_ngram": (int, 0, self._max_title_tokens),
             "repeat_penalty": (float, 0.0, 10.0),
+            "end_penalty": (float, 0.0, 10.0),
         }
         options: dict[str, Any] = {}
         for name, (kind, low, high) in limits.items():

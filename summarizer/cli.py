@@ -14,7 +14,12 @@ from importlib import resources
 from pathlib import Path
 
 from summarizer import __version__
-from summarizer.decoding import DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPEAT_PENALTY, DecodeConfig
+from summarizer.decoding import (
+    DEFAULT_END_PENALTY,
+    DEFAULT_NO_REPEAT_NGRAM,
+    DEFAULT_REPEAT_PENALTY,
+    DecodeConfig,
+)
 from summarizer.errors import UserError
 from summarizer.prepare import PrepareConfig
 from summarizer.readers import FORMATS
@@ -161,7 +166,7 @@ def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.Argumen
 
 
 def _add_decoding(parser: argparse.ArgumentParser, no_repeat_ngram: int | None = None,
-                  repeat_penalty: float | None = None) -> None:
+                  repeat_penalty: float | None = None, end_penalty: float | None = None) -> None:
     defaults = DecodeConfig()
     group = parser.add_argument_group("decoding")
     group.add_argument("--beams", type=_positive, default=defaults.num_beams, help="beam width (1: greedy)")
@@ -177,12 +182,15 @@ def _add_decoding(parser: argparse.ArgumentParser, no_repeat_ngram: int | None =
     group.add_argument("--repeat-penalty", type=_non_negative,
                        default=defaults.repeat_penalty if repeat_penalty is None else repeat_penalty,
                        help="taken off the log-probability of a token already in the title (0: off)")
+    group.add_argument("--end-penalty", type=_non_negative,
+                       default=defaults.end_penalty if end_penalty is None else end_penalty,
+                       help="taken off the end token's log-probability: longer titles (0: off)")
 
 
 def decode_config(args: argparse.Namespace) -> DecodeConfig:
     return DecodeConfig(num_beams=args.beams, max_length=args.max_length, min_length=args.min_length,
                         length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram,
-                        repeat_penalty=args.repeat_penalty)
+                        repeat_penalty=args.repeat_penalty, end_penalty=args.end_penalty)
 
 
 def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -244,7 +252,7 @@ def _add_summarize(commands: argparse._SubParsersAction, common: argparse.Argume
                         help="titles per body (at most --beams); shown with --json")
     parser.add_argument("--json", action="store_true",
                         help="print {\"title\", \"score\", \"candidates\"} JSON per body")
-    _add_decoding(parser, DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPEAT_PENALTY)
+    _add_decoding(parser, DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPEAT_PENALTY, DEFAULT_END_PENALTY)
 
 
 def _add_feedback(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -372,7 +380,7 @@ def _run_summarize(args: argparse.Namespace) -> None:
     found = engine.candidates(bodies, num_return=args.candidates, num_beams=args.beams,
                               max_length=args.max_length, min_length=args.min_length,
                               length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram,
-                              repeat_penalty=args.repeat_penalty)
+                              repeat_penalty=args.repeat_penalty, end_penalty=args.end_penalty)
     for best in found:
         if args.json:
             print(json.dumps({"title": best[0].text, "score": round(best[0].score, 4),

@@ -24,6 +24,7 @@ NEG_INF = -1e9
 # What serving decodes with unless asked otherwise (evaluation's defaults are all off):
 DEFAULT_NO_REPEAT_NGRAM = 2  # a title rarely says the same two words twice
 DEFAULT_REPEAT_PENALTY = 1.5  # nor one word twice; see `_ban`
+DEFAULT_END_PENALTY = 1.0  # greedy titles end early otherwise: 4.7 words where people write 6.4
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,14 @@ class DecodeConfig:
     length_penalty: float = 1.0  # beam scores are log-probability / length ** length_penalty
     no_repeat_ngram: int = 0  # 0: off; n: no n-gram appears twice in a title
     repeat_penalty: float = 0.0  # taken off the log-probability of each token already in the title
+    end_penalty: float = 0.0  # taken off the end token's log-probability: longer titles
     num_return: int = 1  # candidates returned per input (at most num_beams)
 
     def __post_init__(self) -> None:
         if self.num_beams < 1 or self.max_length < 1 or self.min_length < 0:
             raise ValueError("num_beams and max_length must be at least 1, min_length at least 0")
-        if self.repeat_penalty < 0:
-            raise ValueError("repeat_penalty must be at least 0")
+        if self.repeat_penalty < 0 or self.end_penalty < 0:
+            raise ValueError("repeat_penalty and end_penalty must be at least 0")
         if not 1 <= self.num_return <= self.num_beams:
             raise ValueError("num_return must be between 1 and num_beams")
 
@@ -48,7 +50,7 @@ class DecodeConfig:
 @dataclass(frozen=True)
 class Candidate:
     tokens: list[int]  # generated tokens, without start and end
-    score: float  # log-probability (less any repeat penalty) / length ** length_penalty
+    score: float  # log-probability (less any penalties) / length ** length_penalty
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -62,9 +64,12 @@ def _ban(log_probs: np.ndarray, history: list[list[int]], length: int, end_id: i
          config: DecodeConfig) -> np.ndarray:
     """Rule out an early end and repeated n-grams, and make a token said before less likely, row
     by row. The penalty, unlike a ban, still lets a version's second "." through when the model
-    is sure; a copying model otherwise loops on a body's token ("0.0.0.0")."""
+    is sure; a copying model otherwise loops on a body's token ("0.0.0.0"). The end penalty,
+    unlike a minimum length, still ends a title the model is sure is done."""
     if length < config.min_length:
         log_probs[:, end_id] = NEG_INF
+    else:
+        log_probs[:, end_id] -= config.end_penalty
     n = config.no_repeat_ngram
     if n and length >= n - 1:
         for row, tokens in enumerate(history):

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from summarizer.bundle import ENGINE_FILES, fetch
 from summarizer.cleaning import model_text
 from summarizer.decoding import (
+    DEFAULT_END_PENALTY,
     DEFAULT_NO_REPEAT_NGRAM,
     DEFAULT_REPEAT_PENALTY,
     Candidate,
@@ -105,12 +106,13 @@ class Summarizer:
         return search(step, select, state, len(ids), self._special["start"], self._special["end"], config)
 
     def _config(self, num_beams: int, num_return: int, max_length: int | None, min_length: int,
-                length_penalty: float, no_repeat_ngram: int, repeat_penalty: float) -> DecodeConfig:
+                length_penalty: float, no_repeat_ngram: int, repeat_penalty: float,
+                end_penalty: float) -> DecodeConfig:
         try:
             return DecodeConfig(num_beams=num_beams, max_length=max_length or self.title_tokens - 2,
                                 min_length=min_length, length_penalty=length_penalty,
                                 no_repeat_ngram=no_repeat_ngram, repeat_penalty=repeat_penalty,
-                                num_return=num_return)
+                                end_penalty=end_penalty, num_return=num_return)
         except ValueError as error:
             raise UserError(f"decoding settings: {error}") from None
 
@@ -118,12 +120,13 @@ class Summarizer:
                    max_length: int | None = None, min_length: int = 1, length_penalty: float = 1.0,
                    no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM,
                    repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
+                   end_penalty: float = DEFAULT_END_PENALTY,
                    cleaned: bool = False) -> list[list[Title]]:
         """The best `num_return` (default: all `num_beams`) titles per body, best first."""
         if isinstance(bodies, str) or not all(isinstance(body, str) for body in bodies):
             raise UserError("bodies must be a list of strings")
         config = self._config(num_beams, num_return or num_beams, max_length, min_length, length_penalty,
-                              no_repeat_ngram, repeat_penalty)
+                              no_repeat_ngram, repeat_penalty, end_penalty)
         ids = self.body_ids(bodies, cleaned)
         order = np.argsort((ids != 0).sum(axis=1), kind="stable")  # similar lengths share a batch
         results: list[list[Title]] = [[] for _ in bodies]
@@ -136,8 +139,9 @@ class Summarizer:
     def summarize(self, bodies: Sequence[str], num_beams: int = 1, max_length: int | None = None,
                   min_length: int = 1, length_penalty: float = 1.0,
                   no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM,
-                  repeat_penalty: float = DEFAULT_REPEAT_PENALTY) -> list[str]:
+                  repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
+                  end_penalty: float = DEFAULT_END_PENALTY) -> list[str]:
         """One title per body."""
         found = self.candidates(bodies, 1, num_beams, max_length, min_length, length_penalty, no_repeat_ngram,
-                                repeat_penalty)
+                                repeat_penalty, end_penalty)
         return [best[0].text for best in found]

@@ -125,6 +125,16 @@ def test_repeat_penalty_lowers_a_token_said_before_without_banning_it() -> None:
     assert beam.tokens == [A]
 
 
+def test_end_penalty_lengthens_a_title_without_forbidding_a_sure_end() -> None:
+    """After A, END (0.4) beats B (0.35); an end penalty of 0.5 (a factor 0.61) puts END at
+    0.24, under B, so the title goes on to B and its sure end (0.9, penalized 0.55)."""
+    table = probabilities({START: {A: 0.9}, A: {END: 0.4, B: 0.35}, B: {END: 0.9}})[None]
+    assert run_greedy(table, DecodeConfig(max_length=6))[0].tokens == [A]
+    found = run_greedy(table, DecodeConfig(max_length=6, end_penalty=0.5))[0]
+    assert found.tokens == [A, B]
+    assert found.score == pytest.approx((np.log(0.9) + np.log(0.35) + np.log(0.9) - 0.5) / 3)
+
+
 def test_length_penalty_trades_length_for_probability() -> None:
     # Ending now (0.5) against two more likely steps that end later (0.45 * 0.95 * 0.95).
     table = probabilities({START: {END: 0.5, A: 0.45}, A: {B: 0.95}, B: {END: 0.95}})[None]
@@ -156,6 +166,8 @@ def test_bad_configs_are_rejected() -> None:
         DecodeConfig(num_beams=2, num_return=3)
     with pytest.raises(ValueError):
         DecodeConfig(repeat_penalty=-1.0)
+    with pytest.raises(ValueError):
+        DecodeConfig(end_penalty=-0.5)
 
 
 def test_titles_are_never_empty_by_default() -> None:

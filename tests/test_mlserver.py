@@ -71,9 +71,10 @@ def test_titles_equal_the_engine(server: str, engine: Summarizer) -> None:
 def test_column_input_and_beam_search(server: str, engine: Summarizer) -> None:
     """StringCodec's [N, 1] layout, rows as nested lists, with decoding parameters."""
     payload = _bodies([[body] for body in BODIES], [len(BODIES), 1], parameters={"content_type": "str"})
-    payload["parameters"] = {"num_beams": 3, "max_length": 12, "repeat_penalty": 0.5}
+    payload["parameters"] = {"num_beams": 3, "max_length": 12, "repeat_penalty": 0.5, "end_penalty": 2.5}
     title = _output(_infer(server, payload), "title")
-    assert title["data"] == engine.summarize(BODIES, num_beams=3, max_length=12, repeat_penalty=0.5)
+    assert title["data"] == engine.summarize(BODIES, num_beams=3, max_length=12, repeat_penalty=0.5,
+                                             end_penalty=2.5)
 
 
 def test_candidates_and_scores(server: str, engine: Summarizer) -> None:
@@ -121,6 +122,8 @@ BAD_REQUESTS = {
                                400, "num_return (3) cannot exceed num_beams (2)"),
     "negative repeat penalty": ({**_bodies(["a bug"]), "parameters": {"repeat_penalty": -1}}, 400,
                                 "repeat_penalty"),
+    "end penalty over the limit": ({**_bodies(["a bug"]), "parameters": {"end_penalty": 11}}, 400,
+                                   "'end_penalty' is 11: it must be between 0.0 and 10.0"),
     "unknown output": ({**_bodies(["a bug"]), "outputs": [{"name": "summary"}]}, 400, "unknown output"),
 }
 

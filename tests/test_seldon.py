@@ -165,6 +165,7 @@ def test_tags_health_and_metadata(model: Any, engine: Summarizer) -> None:
     ("MAX_BODY_CHARS", "0", "MAX_BODY_CHARS must be at least 1"),
     ("LENGTH_PENALTY", "x", "LENGTH_PENALTY='x' is not a number"),
     ("REPEAT_PENALTY", "-1", "REPEAT_PENALTY must be at least 0"),
+    ("END_PENALTY", "-0.5", "END_PENALTY must be at least 0"),
 ])
 def test_bad_settings_stop_the_start(model_module: types.ModuleType, name: str, value: str,
                                      message: str) -> None:
