@@ -29,7 +29,7 @@ from summarizer.decoding import (
 )
 from summarizer.errors import UserError
 from summarizer.featurize import pad_rows
-from summarizer.tokenization import special_ids
+from summarizer.tokenization import special_ids, title_text
 from summarizer.word_cache import WordCache
 
 BATCH = 64  # bodies run through the graphs together
@@ -133,7 +133,7 @@ class Summarizer:
         for begin in range(0, len(order), BATCH):
             rows = order[begin:begin + BATCH]
             for row, best in zip(rows, self._decode(ids[rows], config), strict=True):
-                results[row] = [Title(self._tokenizer.decode(c.tokens).strip(), c.score) for c in best]
+                results[row] = [Title(title_text(self._tokenizer, c.tokens), c.score) for c in best]
         return results
 
     def summarize(self, bodies: Sequence[str], num_beams: int = 1, max_length: int | None = None,

@@ -25,7 +25,7 @@ from summarizer.errors import UserError
 from summarizer.featurize import encode_bodies
 from summarizer.models import copy_head, inference_models, load_model
 from summarizer.progress import progress
-from summarizer.tokenization import special_ids
+from summarizer.tokenization import special_ids, title_text
 
 BATCH = 128  # bodies decoded together
 CHUNK = 1024  # bodies per engine call, between progress lines
@@ -99,7 +99,7 @@ class KerasTitler:
             state = encode(ids[rows, :width])
             results = search(step, select, state, len(rows), special["start"], special["end"], config)
             for row, result in zip(rows, results, strict=True):
-                found[row] = [(self.tokenizer.decode(c.tokens).strip(), c.score) for c in result]
+                found[row] = [(title_text(self.tokenizer, c.tokens), c.score) for c in result]
         return found
 
     def titles(self, bodies: list[str], config: DecodeConfig) -> list[str]:

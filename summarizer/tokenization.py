@@ -28,6 +28,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     return tokenizer
 
 
+def title_text(tokenizer: Tokenizer, ids: list[int]) -> str:
+    """A generated title's text. A byte-level model can stop or go astray inside a character's
+    bytes; the decoder shows those as U+FFFD, which a title should never show."""
+    return tokenizer.decode(ids).replace("\ufffd", "").strip()
+
+
 def special_ids(tokenizer: Tokenizer) -> dict[str, int]:
     return {name: tokenizer.token_to_id(token)
             for name, token in zip(("pad", "unk", "start", "end"), SPECIAL_TOKENS, strict=True)}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from summarizer.featurize import encode_bodies, encode_titles, shard_name, write_shards
-from summarizer.tokenization import SPECIAL_TOKENS, special_ids, train_tokenizer
+from summarizer.tokenization import SPECIAL_TOKENS, special_ids, title_text, train_tokenizer
 
 TEXTS = [
     "The parser crashes on empty input",
@@ -50,6 +50,14 @@ def test_any_text_round_trips(tokenizer, text):
     ids = tokenizer.encode(text, add_special_tokens=False).ids
     assert special_ids(tokenizer)["unk"] not in ids
     assert tokenizer.decode(ids) == text
+
+
+def test_a_title_cut_inside_a_character_shows_no_replacement_character(tokenizer):
+    ids = tokenizer.encode("crash 中文", add_special_tokens=False).ids
+    assert "\ufffd" in tokenizer.decode(ids[:-1])  # the last character's bytes, cut short
+    assert title_text(tokenizer, ids[:-1]).startswith("crash")
+    assert "\ufffd" not in title_text(tokenizer, ids[:-1])
+    assert title_text(tokenizer, ids) == "crash 中文"
 
 
 def test_training_is_deterministic():
