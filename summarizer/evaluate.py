@@ -15,7 +15,7 @@ from summarizer.baselines import BASELINES
 from summarizer.cleaning import clean_title, model_text
 from summarizer.dataset import open_dataset
 from summarizer.errors import UserError
-from summarizer.metrics import score
+from summarizer.metrics import score, title_stats
 from summarizer.prepare import MANIFEST, PrepareConfig
 from summarizer.progress import progress
 from summarizer.readers import read_file
@@ -92,6 +92,7 @@ def evaluate(source: str, split: str = "test", predictors: dict[str, Predictor] 
         "split": split_name,
         "issues": len(rows),
         "scores": {name: score(predicted, references) for name, predicted in titles.items()},
+        "references": title_stats(references),
         "by_source": {
             name: {source: score([predicted[i] for i in chosen], [references[i] for i in chosen])
                    for source, chosen in sorted(by_source.items())}
@@ -123,6 +124,8 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
         *(f"| {name} | " + " | ".join(str(s[m]) for m in metrics) + " |"
           for name, s in report["scores"].items()),
+        "| *real titles* | – | – | – | – | "
+        + " | ".join(str(report["references"][m]) for m in metrics[4:]) + " |",
         *([f"Models decode with {report['decoding']}."] if report.get("decoding") else []),
         "",
         "## ROUGE-L by source",

@@ -34,7 +34,7 @@ def _evaluation(report_path: str, name: str) -> dict:
         raise UserError(f"{report_path} has no scores for {name!r} (it has {', '.join(report['scores'])}); "
                         "evaluate with --model pointing at this run")
     return {key: report.get(key) for key in ("dataset", "fingerprint", "split", "issues", "decoding",
-                                            "scores")} | {"model": name}
+                                            "scores", "references")} | {"model": name}
 
 
 def _dataset_settings(dataset: str) -> dict | None:

@@ -101,6 +101,10 @@ def test_a_perfect_predictor_scores_100(dataset: Path) -> None:
     report = evaluate(str(dataset), "test", {"oracle": lambda bodies: [truth[b] for b in bodies]})
     assert report["scores"]["oracle"]["rougeL"] == 100.0
     assert report["scores"]["oracle"]["rougeL"] > report["scores"]["first-sentence"]["rougeL"]
+    # Real titles' own length and repeats: what the oracle, which writes them, shows too.
+    assert report["references"] == {name: report["scores"]["oracle"][name]
+                                    for name in ("mean_words", "empty", "repeated_word")}
+    assert report["references"]["mean_words"] > 0
 
 
 def test_write_report_and_markdown(dataset: Path, tmp_path: Path) -> None:
@@ -110,6 +114,7 @@ def test_write_report_and_markdown(dataset: Path, tmp_path: Path) -> None:
     text = (tmp_path / "out" / "test.md").read_text()
     assert "| predictor | ROUGE-1 | ROUGE-2 | ROUGE-L | BLEU | mean words |" in text
     assert f"| first-sentence | {report['scores']['first-sentence']['rouge1']} |" in text
+    assert f"| *real titles* | – | – | – | – | {report['references']['mean_words']} |" in text
     assert text == markdown(report)
 
 
