@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -20,7 +21,13 @@ from model_folders import VARIANTS, randomized, write_model_folder
 
 from summarizer import storage
 from summarizer.cleaning import model_text
-from summarizer.decoding import DecodeConfig, log_softmax
+from summarizer.decoding import (
+    DEFAULT_END_PENALTY,
+    DEFAULT_NO_REPEAT_NGRAM,
+    DEFAULT_REPEAT_PENALTY,
+    DecodeConfig,
+    log_softmax,
+)
 from summarizer.engine import SHIPPED, Summarizer
 from summarizer.errors import UserError
 from summarizer.export import export
@@ -87,9 +94,7 @@ def keras_candidates(folder: Path, engine: Summarizer, bodies: list[str],
 
 def assert_same_titles(engine: Summarizer, expected: list[list[tuple[str, float]]], bodies: list[str],
                        config: DecodeConfig) -> None:
-    found = engine.candidates(bodies, num_return=config.num_return, num_beams=config.num_beams,
-                              max_length=config.max_length, no_repeat_ngram=config.no_repeat_ngram,
-                              repeat_penalty=config.repeat_penalty)
+    found = engine.candidates(bodies, **asdict(config))  # the engine takes DecodeConfig's fields
     assert [[t.text for t in titles] for titles in found] == [[t for t, _ in titles] for titles in expected]
     np.testing.assert_allclose([t.score for titles in found for t in titles],
                                [s for titles in expected for _, s in titles], atol=1e-4)
@@ -116,7 +121,8 @@ def real_bodies(shared_data: Path, count: int) -> list[str]:
 def test_shipped_model_titles_equal_keras_on_real_issues(beams: int, shared_data: Path) -> None:
     bodies = real_bodies(shared_data, 50)
     engine = Summarizer.load(SHIPPED, threads=2)
-    config = DecodeConfig(num_beams=beams, num_return=beams, no_repeat_ngram=2, repeat_penalty=1.5)
+    config = DecodeConfig(num_beams=beams, num_return=beams, no_repeat_ngram=DEFAULT_NO_REPEAT_NGRAM,
+                          repeat_penalty=DEFAULT_REPEAT_PENALTY, end_penalty=DEFAULT_END_PENALTY)
     assert_same_titles(engine, keras_candidates(SHIPPED, engine, bodies, config), bodies, config)
 
 

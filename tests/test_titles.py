@@ -28,7 +28,7 @@ from summarizer.evaluate import markdown
 from summarizer.featurize import encode_bodies
 from summarizer.models import inference_models
 from summarizer.titles import KerasTitler
-from summarizer.tokenization import special_ids
+from summarizer.tokenization import special_ids, title_text
 from summarizer.train_config import TrainConfig
 
 VOCAB = 50
@@ -151,7 +151,7 @@ def test_beam_candidates_are_sorted_and_scored_by_the_model(titlers: dict[str, K
         assert all(isinstance(text, str) for text, _ in texts)
         assert len({tuple(c.tokens) for c in tokens}) == 3
         for (text, score), candidate in zip(texts, tokens, strict=True):
-            assert text == titler.tokenizer.decode(candidate.tokens).strip()
+            assert text == title_text(titler.tokenizer, candidate.tokens)
             assert score == pytest.approx(candidate.score, abs=1e-4)
             assert score == pytest.approx(teacher_forced_score(titler, body, candidate, config), abs=1e-4)
 
@@ -171,7 +171,7 @@ def test_no_repeat_unigrams_means_no_token_twice(titlers: dict[str, KerasTitler]
             assert len(set(candidate.tokens)) == MAX_LENGTH, candidate.tokens
         # These are the titles the titler itself gives.
         texts = [[text for text, _ in per_body] for per_body in titler.candidates(BODIES, config)]
-        assert texts == [[titler.tokenizer.decode(c.tokens).strip() for c in per_body] for per_body in found]
+        assert texts == [[title_text(titler.tokenizer, c.tokens) for c in per_body] for per_body in found]
 
 
 @pytest.mark.parametrize("missing", ["model.keras", "tokenizer.json", "config.json"])
