@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 
@@ -377,10 +377,8 @@ def _run_summarize(args: argparse.Namespace) -> None:
                         "raise --beams or lower --candidates")
     bodies = read_bodies(args.bodies, args.file, args.jsonl)
     engine = Summarizer.load(args.model or default_bundle(), threads=args.threads)
-    found = engine.candidates(bodies, num_return=args.candidates, num_beams=args.beams,
-                              max_length=args.max_length, min_length=args.min_length,
-                              length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram,
-                              repeat_penalty=args.repeat_penalty, end_penalty=args.end_penalty)
+    config = replace(decode_config(args), num_return=args.candidates)
+    found = engine.candidates(bodies, **asdict(config))  # the engine takes DecodeConfig's fields
     for best in found:
         if args.json:
             print(json.dumps({"title": best[0].text, "score": round(best[0].score, 4),

@@ -125,7 +125,7 @@ def markdown(report: dict) -> str:
         *(f"| {name} | " + " | ".join(str(s[m]) for m in metrics) + " |"
           for name, s in report["scores"].items()),
         "| *real titles* | – | – | – | – | "
-        + " | ".join(str(report["references"][m]) for m in metrics[4:]) + " |",
+        + " | ".join(str(report["references"][m]) for m in metrics if m in report["references"]) + " |",
         *([f"Models decode with {report['decoding']}."] if report.get("decoding") else []),
         "",
         "## ROUGE-L by source",
