@@ -67,7 +67,7 @@ def original_style(model_folder: Path, max_length: int) -> Callable[[str], str]:
     start, end = engine._special["start"], engine._special["end"]
 
     def title(body: str) -> str:
-        ids = engine.body_ids([body])
+        ids = engine.body_ids(engine.cleaned([body]))
         ids = ids[:, : max(int((ids != 0).sum()), 1)].astype("int32")
         memory, mask = encoder.predict(ids, verbose=0)
         copied = [ids] if copy_head(model) is not None else []  # its decoder reads the body's ids

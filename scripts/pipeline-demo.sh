@@ -12,5 +12,5 @@ out=build/demo
 .venv/bin/issue-summarizer show "$out/dataset" --rows 2
 echo
 .venv/bin/issue-summarizer evaluate "$out/issues.jsonl.gz" --model models/default --beams 4 \
-  --no-repeat-ngram 2 --repeat-penalty 2 --end-penalty 1.5 --examples 6 -q
+  --no-repeat-ngram 2 --repeat-penalty 2 --end-penalty 1.5 --lead-bonus 1.5 --examples 6 -q
 echo "Records: $out/issues.jsonl.gz   Dataset: $out/dataset (report.json, dataset.json, tokenizer.json, *.npy)"

@@ -9,6 +9,7 @@ the server at start instead of failing every request.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -21,7 +22,12 @@ import numpy as np
 from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.user_model import SeldonNotImplementedError
 
-from summarizer.decoding import DEFAULT_END_PENALTY, DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPEAT_PENALTY
+from summarizer.decoding import (
+    DEFAULT_END_PENALTY,
+    DEFAULT_LEAD_BONUS,
+    DEFAULT_NO_REPEAT_NGRAM,
+    DEFAULT_REPEAT_PENALTY,
+)
 from summarizer.engine import Summarizer
 
 # In a checkout and in the image alike, the shipped bundle sits beside this folder.
@@ -64,6 +70,7 @@ class Settings:
     no_repeat_ngram: int
     repeat_penalty: float
     end_penalty: float
+    lead_bonus: float | None  # None: titles are the model's own
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -79,12 +86,15 @@ class Settings:
             no_repeat_ngram=_setting(env, "NO_REPEAT_NGRAM", DEFAULT_NO_REPEAT_NGRAM, minimum=0),
             repeat_penalty=_setting(env, "REPEAT_PENALTY", DEFAULT_REPEAT_PENALTY, float, minimum=0),
             end_penalty=_setting(env, "END_PENALTY", DEFAULT_END_PENALTY, float, minimum=0),
+            lead_bonus=(None if env.get("LEAD_BONUS", "").strip() == "off"
+                        else _setting(env, "LEAD_BONUS", DEFAULT_LEAD_BONUS, float, minimum=-math.inf)),
         )
 
     def decoding(self) -> dict[str, Any]:
         return {"num_beams": self.num_beams, "max_length": self.max_length, "min_length": self.min_length,
                 "length_penalty": self.length_penalty, "no_repeat_ngram": self.no_repeat_ngram,
-                "repeat_penalty": self.repeat_penalty, "end_penalty": self.end_penalty}
+                "repeat_penalty": self.repeat_penalty, "end_penalty": self.end_penalty,
+                "lead_bonus": self.lead_bonus}
 
 
 def _json_bodies(request: dict) -> list[str]:

@@ -145,12 +145,16 @@ class IssueSummarizerRuntime(MLModel):
             "no_repeat_ngram": (int, 0, self._max_title_tokens),
             "repeat_penalty": (float, 0.0, 10.0),
             "end_penalty": (float, 0.0, 10.0),
+            "lead_bonus": (float, -10.0, 10.0),
         }
         options: dict[str, Any] = {}
         for name, (kind, low, high) in limits.items():
             if name not in given:
                 continue
             value = given[name]
+            if name == "lead_bonus" and value is None:  # null: titles are the model's own
+                options[name] = None
+                continue
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not number or (kind is int and not float(value).is_integer()) or not math.isfinite(value):
                 raise BadRequest(f"parameter {name!r} must be {'an integer' if kind is int else 'a number'}, "

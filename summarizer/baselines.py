@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
 
 
 def first_words(body: str, words: int = 8) -> str:
@@ -15,7 +15,7 @@ def first_words(body: str, words: int = 8) -> str:
 
 def first_sentence(body: str, words: int = 12) -> str:
     """The first sentence (or line) of the body, cut to `words` words."""
-    sentence = next((part for part in _SENTENCE_END.split(body) if part.strip()), "")
+    sentence = next((part for part in SENTENCE_END.split(body) if part.strip()), "")
     return " ".join(sentence.split()[:words])
 
 

@@ -14,18 +14,14 @@ from importlib import resources
 from pathlib import Path
 
 from summarizer import __version__
-from summarizer.decoding import (
-    DEFAULT_END_PENALTY,
-    DEFAULT_NO_REPEAT_NGRAM,
-    DEFAULT_REPEAT_PENALTY,
-    DecodeConfig,
-)
+from summarizer.decoding import SERVING_DECODING, DecodeConfig
 from summarizer.errors import UserError
 from summarizer.prepare import PrepareConfig
 from summarizer.readers import FORMATS
 from summarizer.splitting import SPLITS, SplitConfig
 
 log = logging.getLogger("summarizer")
+EVALUATION_DECODING = DecodeConfig()  # every search option off: the model as trained
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -165,9 +161,16 @@ def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.Argumen
     _add_decoding(parser)
 
 
-def _add_decoding(parser: argparse.ArgumentParser, no_repeat_ngram: int | None = None,
-                  repeat_penalty: float | None = None, end_penalty: float | None = None) -> None:
-    defaults = DecodeConfig()
+def _lead_bonus(text: str) -> float | None:
+    if text == "off":
+        return None
+    value = float(text)
+    if not abs(value) < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number or 'off'")
+    return value
+
+
+def _add_decoding(parser: argparse.ArgumentParser, defaults: DecodeConfig = EVALUATION_DECODING) -> None:
     group = parser.add_argument_group("decoding")
     group.add_argument("--beams", type=_positive, default=defaults.num_beams, help="beam width (1: greedy)")
     group.add_argument("--max-length", type=_positive, default=defaults.max_length,
@@ -177,20 +180,24 @@ def _add_decoding(parser: argparse.ArgumentParser, no_repeat_ngram: int | None =
     group.add_argument("--length-penalty", type=float, default=defaults.length_penalty,
                        help="beam scores are log-probability / length ** this")
     group.add_argument("--no-repeat-ngram", type=_at_least(0, "a whole number, 0 or more"),
-                       default=defaults.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram,
+                       default=defaults.no_repeat_ngram,
                        help="no token n-gram of this size twice (0: off)")
     group.add_argument("--repeat-penalty", type=_non_negative,
-                       default=defaults.repeat_penalty if repeat_penalty is None else repeat_penalty,
+                       default=defaults.repeat_penalty,
                        help="taken off the log-probability of a token already in the title (0: off)")
     group.add_argument("--end-penalty", type=_non_negative,
-                       default=defaults.end_penalty if end_penalty is None else end_penalty,
+                       default=defaults.end_penalty,
                        help="taken off the end token's log-probability: longer titles (0: off)")
+    group.add_argument("--lead-bonus", type=_lead_bonus, default=defaults.lead_bonus,
+                       help="the body's lead sentence is the title when its mean log-probability per "
+                            "token plus this beats the model's title ('off': never)")
 
 
 def decode_config(args: argparse.Namespace) -> DecodeConfig:
     return DecodeConfig(num_beams=args.beams, max_length=args.max_length, min_length=args.min_length,
                         length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram,
-                        repeat_penalty=args.repeat_penalty, end_penalty=args.end_penalty)
+                        repeat_penalty=args.repeat_penalty, end_penalty=args.end_penalty,
+                        lead_bonus=args.lead_bonus)
 
 
 def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -252,7 +259,7 @@ def _add_summarize(commands: argparse._SubParsersAction, common: argparse.Argume
                         help="titles per body (at most --beams); shown with --json")
     parser.add_argument("--json", action="store_true",
                         help="print {\"title\", \"score\", \"candidates\"} JSON per body")
-    _add_decoding(parser, DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPEAT_PENALTY, DEFAULT_END_PENALTY)
+    _add_decoding(parser, SERVING_DECODING)
 
 
 def _add_feedback(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

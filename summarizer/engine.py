@@ -21,6 +21,7 @@ from summarizer.bundle import ENGINE_FILES, fetch
 from summarizer.cleaning import model_text
 from summarizer.decoding import (
     DEFAULT_END_PENALTY,
+    DEFAULT_LEAD_BONUS,
     DEFAULT_NO_REPEAT_NGRAM,
     DEFAULT_REPEAT_PENALTY,
     Candidate,
@@ -29,6 +30,7 @@ from summarizer.decoding import (
 )
 from summarizer.errors import UserError
 from summarizer.featurize import pad_rows
+from summarizer.lead import lead_tokens
 from summarizer.tokenization import special_ids, title_text
 from summarizer.word_cache import WordCache
 
@@ -81,17 +83,19 @@ class Summarizer:
         folder, manifest = fetch(str(location), ENGINE_FILES)
         return cls(folder, manifest, threads)
 
-    def body_ids(self, bodies: Sequence[str], cleaned: bool = False) -> np.ndarray:
-        """Raw bodies cleaned and tokenized exactly as `prepare` did for training; `cleaned`
-        bodies (a prepared dataset's text) are only tokenized."""
-        texts = bodies if cleaned else [model_text(body, self._max_raw_chars, self._body_len)
-                                        for body in bodies]
+    def cleaned(self, bodies: Sequence[str]) -> list[str]:
+        """Raw bodies cleaned exactly as `prepare` did for training."""
+        return [model_text(body, self._max_raw_chars, self._body_len) for body in bodies]
+
+    def body_ids(self, texts: Sequence[str]) -> np.ndarray:
+        """Cleaned bodies tokenized as `prepare` did for training."""
         with self._words_lock:
             flat = self._words.encode_flat(texts)
         ids, _ = pad_rows(*flat, self.body_tokens, None, self._special["pad"])
         return ids
 
-    def _decode(self, ids: np.ndarray, config: DecodeConfig) -> list[list[Candidate]]:
+    def _decode(self, ids: np.ndarray, leads: list[list[int]] | None,
+                config: DecodeConfig) -> list[list[Candidate]]:
         width = max(int((ids != 0).sum(axis=1).max()), 1)  # padding past the longest body is waste
         encoded = self._encoder.run(None, {"body": ids[:, :width].astype(np.int64)})
         state = dict(zip(self._state_names, encoded, strict=True))
@@ -103,16 +107,17 @@ class Summarizer:
         def select(state: dict, rows: np.ndarray) -> dict:
             return {name: value[rows] for name, value in state.items()}
 
-        return search(step, select, state, len(ids), self._special["start"], self._special["end"], config)
+        return search(step, select, state, len(ids), self._special["start"], self._special["end"], config,
+                      leads)
 
     def _config(self, num_beams: int, num_return: int, max_length: int | None, min_length: int,
                 length_penalty: float, no_repeat_ngram: int, repeat_penalty: float,
-                end_penalty: float) -> DecodeConfig:
+                end_penalty: float, lead_bonus: float | None) -> DecodeConfig:
         try:
             return DecodeConfig(num_beams=num_beams, max_length=max_length or self.title_tokens - 2,
                                 min_length=min_length, length_penalty=length_penalty,
                                 no_repeat_ngram=no_repeat_ngram, repeat_penalty=repeat_penalty,
-                                end_penalty=end_penalty, num_return=num_return)
+                                end_penalty=end_penalty, num_return=num_return, lead_bonus=lead_bonus)
         except ValueError as error:
             raise UserError(f"decoding settings: {error}") from None
 
@@ -121,18 +126,23 @@ class Summarizer:
                    no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM,
                    repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
                    end_penalty: float = DEFAULT_END_PENALTY,
+                   lead_bonus: float | None = DEFAULT_LEAD_BONUS,
                    cleaned: bool = False) -> list[list[Title]]:
-        """The best `num_return` (default: all `num_beams`) titles per body, best first."""
+        """The best `num_return` (default: all `num_beams`) titles per body, best first;
+        `cleaned` bodies (a prepared dataset's text) are only tokenized."""
         if isinstance(bodies, str) or not all(isinstance(body, str) for body in bodies):
             raise UserError("bodies must be a list of strings")
         config = self._config(num_beams, num_return or num_beams, max_length, min_length, length_penalty,
-                              no_repeat_ngram, repeat_penalty, end_penalty)
-        ids = self.body_ids(bodies, cleaned)
+                              no_repeat_ngram, repeat_penalty, end_penalty, lead_bonus)
+        texts = list(bodies) if cleaned else self.cleaned(bodies)
+        ids = self.body_ids(texts)
+        leads = None if lead_bonus is None else lead_tokens(self._tokenizer, texts, config.max_length - 1)
         order = np.argsort((ids != 0).sum(axis=1), kind="stable")  # similar lengths share a batch
         results: list[list[Title]] = [[] for _ in bodies]
         for begin in range(0, len(order), BATCH):
             rows = order[begin:begin + BATCH]
-            for row, best in zip(rows, self._decode(ids[rows], config), strict=True):
+            batch_leads = None if leads is None else [leads[row] for row in rows]
+            for row, best in zip(rows, self._decode(ids[rows], batch_leads, config), strict=True):
                 results[row] = [Title(title_text(self._tokenizer, c.tokens), c.score) for c in best]
         return results
 
@@ -140,8 +150,9 @@ class Summarizer:
                   min_length: int = 1, length_penalty: float = 1.0,
                   no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM,
                   repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
-                  end_penalty: float = DEFAULT_END_PENALTY) -> list[str]:
+                  end_penalty: float = DEFAULT_END_PENALTY,
+                  lead_bonus: float | None = DEFAULT_LEAD_BONUS) -> list[str]:
         """One title per body."""
         found = self.candidates(bodies, 1, num_beams, max_length, min_length, length_penalty, no_repeat_ngram,
-                                repeat_penalty, end_penalty)
+                                repeat_penalty, end_penalty, lead_bonus)
         return [best[0].text for best in found]

@@ -23,6 +23,7 @@ from summarizer.decoding import DecodeConfig, Select, Step, log_softmax, search
 from summarizer.engine import Summarizer
 from summarizer.errors import UserError
 from summarizer.featurize import encode_bodies
+from summarizer.lead import lead_tokens
 from summarizer.models import copy_head, inference_models, load_model
 from summarizer.progress import progress
 from summarizer.tokenization import special_ids, title_text
@@ -89,6 +90,8 @@ class KerasTitler:
         encode, step, select = self._steps
         ids, _ = encode_bodies(self.tokenizer, bodies, self.body_len)
         special = special_ids(self.tokenizer)
+        leads = (None if config.lead_bonus is None
+                 else lead_tokens(self.tokenizer, bodies, config.max_length - 1))
         # Similar lengths together: padding is wasted work.
         order = np.argsort((ids != 0).sum(axis=1), kind="stable")
         found: list[list[tuple[str, float]]] = [[] for _ in bodies]
@@ -97,7 +100,8 @@ class KerasTitler:
             rows = order[start:start + BATCH]
             width = max(int((ids[rows] != 0).sum(axis=1).max()), 1)
             state = encode(ids[rows, :width])
-            results = search(step, select, state, len(rows), special["start"], special["end"], config)
+            results = search(step, select, state, len(rows), special["start"], special["end"], config,
+                             None if leads is None else [leads[row] for row in rows])
             for row, result in zip(rows, results, strict=True):
                 found[row] = [(title_text(self.tokenizer, c.tokens), c.score) for c in result]
         return found

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from summarizer.decoding import Candidate, DecodeConfig, beam_search, greedy, log_softmax
+from summarizer.decoding import (
+    Candidate,
+    DecodeConfig,
+    beam_search,
+    greedy,
+    likelihoods,
+    log_softmax,
+    search,
+)
 
 START, END, A, B, C = 2, 3, 4, 5, 6
 VOCAB = 7
@@ -88,9 +96,9 @@ def test_one_beam_is_greedy(config: DecodeConfig) -> None:
 
 def test_min_and_max_length() -> None:
     ends_at_once = probabilities({START: {END: 0.9, A: 0.1}, A: {END: 0.9, A: 0.1}})[None]
-    for search in ("greedy", "beam"):
-        config = DecodeConfig(num_beams=1 if search == "greedy" else 3, min_length=3, max_length=5)
-        found = (run_greedy(ends_at_once, config)[0] if search == "greedy"
+    for kind in ("greedy", "beam"):
+        config = DecodeConfig(num_beams=1 if kind == "greedy" else 3, min_length=3, max_length=5)
+        found = (run_greedy(ends_at_once, config)[0] if kind == "greedy"
                  else run_beam(ends_at_once, config)[0][0])
         assert len(found.tokens) >= 3
     never_ends = probabilities({START: {A: 0.9}, A: {A: 0.9}})[None]
@@ -195,3 +203,42 @@ def test_beam_state_follows_its_beam() -> None:
         path += [END] if ended else []
         true = sum(trigram[a, b, c] for a, b, c in zip(path, path[1:], path[2:], strict=False))
         assert candidate.score == pytest.approx(true)
+
+
+def test_likelihoods_are_each_rows_own_mean_log_probability() -> None:
+    tables = np.stack([probabilities({START: {A: 0.5}, A: {B: 0.25}, B: {END: 0.8}}),
+                       probabilities({START: {A: 0.1}, A: {END: 0.4}})])
+    step, select = table_model(tables)
+    found = likelihoods(step, select, np.arange(2), START, END, [[A, B], [A]])
+    np.testing.assert_allclose(found, [np.log(0.5 * 0.25 * 0.8) / 3, np.log(0.1 * 0.4) / 2])
+
+
+LEAD_TABLE = probabilities({START: {A: 0.9}, A: {END: 0.9}, B: {C: 0.5}, C: {END: 0.9}})
+
+
+@pytest.mark.parametrize("beams", [1, 2])
+def test_the_lead_replaces_the_title_only_when_its_bonus_makes_it_likelier(beams: int) -> None:
+    step, select = table_model(LEAD_TABLE[None])
+
+    def best(bonus: float | None, lead: list[int], num_return: int = 1) -> list[list[int]]:
+        config = DecodeConfig(num_beams=beams, num_return=num_return, max_length=5, lead_bonus=bonus)
+        found = search(step, select, np.zeros(1, dtype=int), 1, START, END, config, [lead])
+        return [candidate.tokens for candidate in found[0]]
+
+    # The model's own title [A] has mean log-probability log(0.9); the lead [B, C] much less.
+    lead_mean = likelihoods(step, select, np.zeros(1, dtype=int), START, END, [[B, C]])[0]
+    gap = np.log(0.9) - lead_mean
+    assert best(None, [B, C]) == [[A]]
+    assert best(gap - 0.1, [B, C]) == [[A]]
+    assert best(gap + 0.1, [B, C]) == [[B, C]]
+    assert best(100.0, []) == [[A]]  # no lead sentence: the model's title stays
+    if beams == 2:
+        assert best(gap + 0.1, [B, C], num_return=2)[:2] == [[B, C], [A]]  # the model's best moves down
+
+
+def test_likelihood_leaves_the_penalties_out() -> None:
+    tables = probabilities({START: {A: 0.6}, A: {A: 0.5, END: 0.45}})[None]
+    (found,) = run_greedy(tables, DecodeConfig(max_length=3, end_penalty=1.0, repeat_penalty=0.1))
+    assert found.tokens == [A, A, A]  # the end penalty kept it going to the most tokens
+    assert found.likelihood == pytest.approx(np.log(0.6 * 0.5 * 0.5) / 3)
+    assert found.score < found.likelihood

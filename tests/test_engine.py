@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
@@ -20,17 +20,11 @@ import pytest
 from model_folders import VARIANTS, randomized, write_model_folder
 
 from summarizer import storage
-from summarizer.cleaning import model_text
-from summarizer.decoding import (
-    DEFAULT_END_PENALTY,
-    DEFAULT_NO_REPEAT_NGRAM,
-    DEFAULT_REPEAT_PENALTY,
-    DecodeConfig,
-    log_softmax,
-)
+from summarizer.decoding import SERVING_DECODING, DecodeConfig, log_softmax
 from summarizer.engine import SHIPPED, Summarizer
 from summarizer.errors import UserError
 from summarizer.export import export
+from summarizer.lead import lead_sentence
 from summarizer.titles import KerasTitler
 from summarizer.train_config import TrainConfig
 
@@ -88,8 +82,7 @@ def test_graphs_compute_the_keras_models_log_probabilities(kind: str, bundles: d
 def keras_candidates(folder: Path, engine: Summarizer, bodies: list[str],
                      config: DecodeConfig) -> list[list[tuple[str, float]]]:
     """Keras decoding of the bodies as the engine cleans them."""
-    texts = [model_text(body, engine._max_raw_chars, engine._body_len) for body in bodies]
-    return KerasTitler.load(str(folder)).candidates(texts, config)
+    return KerasTitler.load(str(folder)).candidates(engine.cleaned(bodies), config)
 
 
 def assert_same_titles(engine: Summarizer, expected: list[list[tuple[str, float]]], bodies: list[str],
@@ -105,7 +98,7 @@ def assert_same_titles(engine: Summarizer, expected: list[list[tuple[str, float]
 def test_titles_equal_keras_decoding(kind: str, beams: int, bundles: dict[str, Path]) -> None:
     engine = Summarizer.load(bundles[kind], threads=1)
     config = DecodeConfig(num_beams=beams, num_return=beams, max_length=6, no_repeat_ngram=2,
-                          repeat_penalty=1.0)
+                          repeat_penalty=1.0, lead_bonus=1.0)
     expected = keras_candidates(bundles[kind], engine, BODIES, config)
     assert len({titles[0][0] for titles in expected}) > 1  # the bodies get different titles
     assert_same_titles(engine, expected, BODIES, config)
@@ -121,9 +114,11 @@ def real_bodies(shared_data: Path, count: int) -> list[str]:
 def test_shipped_model_titles_equal_keras_on_real_issues(beams: int, shared_data: Path) -> None:
     bodies = real_bodies(shared_data, 50)
     engine = Summarizer.load(SHIPPED, threads=2)
-    config = DecodeConfig(num_beams=beams, num_return=beams, no_repeat_ngram=DEFAULT_NO_REPEAT_NGRAM,
-                          repeat_penalty=DEFAULT_REPEAT_PENALTY, end_penalty=DEFAULT_END_PENALTY)
-    assert_same_titles(engine, keras_candidates(SHIPPED, engine, bodies, config), bodies, config)
+    config = replace(SERVING_DECODING, num_beams=beams, num_return=beams)
+    expected = keras_candidates(SHIPPED, engine, bodies, config)
+    assert_same_titles(engine, expected, bodies, config)
+    leads = {lead_sentence(text) for text in engine.cleaned(bodies)}
+    assert 0 < sum(titles[0][0] in leads for titles in expected) < len(bodies)  # both kinds of title win
 
 
 def test_engine_never_imports_tensorflow_or_keras() -> None:
@@ -160,7 +155,8 @@ def test_huge_and_empty_bodies_get_titles(bundles: dict[str, Path]) -> None:
     engine = Summarizer.load(bundles["gru"], threads=1)
     titles = engine.summarize(["crash " * 200_000, "", "   \n\t"], max_length=4)
     assert len(titles) == 3 and all(isinstance(title, str) for title in titles)
-    assert engine.body_ids(["crash " * 200_000]).shape == (1, 64)  # cut to the model's body length
+    # Cut to the model's body length:
+    assert engine.body_ids(engine.cleaned(["crash " * 200_000])).shape == (1, 64)
 
 
 def test_candidates_are_ranked_and_summarize_takes_the_best(bundles: dict[str, Path]) -> None:

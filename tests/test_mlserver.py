@@ -15,6 +15,7 @@ import requests
 from servers import build_serving_environment, end_group, mlserver, start_mlserver
 
 from summarizer.engine import Summarizer
+from summarizer.lead import lead_sentence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = REPO_ROOT / "models" / "default"
@@ -71,10 +72,18 @@ def test_titles_equal_the_engine(server: str, engine: Summarizer) -> None:
 def test_column_input_and_beam_search(server: str, engine: Summarizer) -> None:
     """StringCodec's [N, 1] layout, rows as nested lists, with decoding parameters."""
     payload = _bodies([[body] for body in BODIES], [len(BODIES), 1], parameters={"content_type": "str"})
-    payload["parameters"] = {"num_beams": 3, "max_length": 12, "repeat_penalty": 0.5, "end_penalty": 2.5}
+    payload["parameters"] = {"num_beams": 3, "max_length": 12, "repeat_penalty": 0.5, "end_penalty": 2.5,
+                             "lead_bonus": None}
     title = _output(_infer(server, payload), "title")
     assert title["data"] == engine.summarize(BODIES, num_beams=3, max_length=12, repeat_penalty=0.5,
-                                             end_penalty=2.5)
+                                             end_penalty=2.5, lead_bonus=None)
+
+
+def test_a_high_lead_bonus_takes_each_bodys_lead_sentence(server: str) -> None:
+    payload = {**_bodies(BODIES), "parameters": {"lead_bonus": 10}}
+    titles = _output(_infer(server, payload), "title")["data"]
+    for body, title in zip(BODIES, titles, strict=True):  # whole words, as many as the model's title allows
+        assert len(title.split()) >= 3 and (lead_sentence(body) + " ").startswith(title + " ")
 
 
 def test_candidates_and_scores(server: str, engine: Summarizer) -> None:
@@ -124,6 +133,8 @@ BAD_REQUESTS = {
                                 "repeat_penalty"),
     "end penalty over the limit": ({**_bodies(["a bug"]), "parameters": {"end_penalty": 11}}, 400,
                                    "'end_penalty' is 11: it must be between 0.0 and 10.0"),
+    "lead bonus not a number": ({**_bodies(["a bug"]), "parameters": {"lead_bonus": "high"}}, 400,
+                                "parameter 'lead_bonus' must be a number"),
     "unknown output": ({**_bodies(["a bug"]), "outputs": [{"name": "summary"}]}, 400, "unknown output"),
 }
 

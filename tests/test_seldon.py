@@ -26,6 +26,7 @@ from servers import build_serving_environment
 
 from serving.microservice import ENVIRONMENT, Service, serve
 from summarizer import storage
+from summarizer.decoding import DEFAULT_LEAD_BONUS
 from summarizer.engine import Summarizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -166,11 +167,18 @@ def test_tags_health_and_metadata(model: Any, engine: Summarizer) -> None:
     ("LENGTH_PENALTY", "x", "LENGTH_PENALTY='x' is not a number"),
     ("REPEAT_PENALTY", "-1", "REPEAT_PENALTY must be at least 0"),
     ("END_PENALTY", "-0.5", "END_PENALTY must be at least 0"),
+    ("LEAD_BONUS", "on", "LEAD_BONUS='on' is not a number"),
 ])
 def test_bad_settings_stop_the_start(model_module: types.ModuleType, name: str, value: str,
                                      message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         model_module.Settings.from_env({name: value})
+
+
+def test_lead_bonus_setting(model_module: types.ModuleType) -> None:
+    assert model_module.Settings.from_env({}).lead_bonus == DEFAULT_LEAD_BONUS
+    assert model_module.Settings.from_env({"LEAD_BONUS": "off"}).lead_bonus is None
+    assert model_module.Settings.from_env({"LEAD_BONUS": "-0.5"}).lead_bonus == -0.5
 
 
 # --- the real microservice ------------------------------------------------------------------
