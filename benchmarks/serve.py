@@ -4,7 +4,8 @@ original example decoded (the baseline):
     .venv/bin/python benchmarks/serve.py [--model models/default] [--issues 200] [--baseline-issues 30]
 
 - engine latency, batch 1 on 1 thread: p50/p95 over `--issues` real issues, greedy and beam 4;
-- engine throughput, batches of 64 on 2 threads (issues/s);
+- engine throughput, batches of 64 on 2 threads (issues/s), and the same without weighing
+  each body's lead sentence (what that costs);
 - the baseline: the same model's Keras halves, one `predict` for the encoder and one more for
   every generated token, greedy, batch 1 (over `--baseline-issues`, as it is slow);
 - end-to-end HTTP latency through the real Seldon microservice, batch 1, greedy.
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--baseline-issues", type=int, default=30)
     parser.add_argument("--no-http", action="store_true", help="skip the Seldon microservice")
     args = parser.parse_args()
+    from summarizer.decoding import DEFAULT_LEAD_BONUS
     from summarizer.engine import Summarizer
 
     bodies = real_bodies(max(args.issues, 640))
@@ -125,11 +127,16 @@ def main() -> None:
 
     two = Summarizer.load(args.model, threads=2)
     two.summarize(bodies[:64])
-    started = time.perf_counter()
-    for begin in range(0, 640, 64):
-        two.summarize(bodies[begin:begin + 64])
-    throughput = 640 / (time.perf_counter() - started)
+
+    def issues_per_second(lead_bonus: float | None) -> float:
+        started = time.perf_counter()
+        for begin in range(0, 640, 64):
+            two.summarize(bodies[begin:begin + 64], lead_bonus=lead_bonus)
+        return 640 / (time.perf_counter() - started)
+
+    throughput = issues_per_second(DEFAULT_LEAD_BONUS)
     print(f"engine, batches of 64, 2 threads     {throughput:7.1f} issues/s")
+    print(f"  the same without lead sentences    {issues_per_second(None):7.1f} issues/s (LEAD_BONUS=off)")
 
     baseline = latencies(original_style(args.model, one.title_tokens - 2), timed[: args.baseline_issues])
     speedup = np.percentile(baseline, 50) / np.percentile(greedy[: args.baseline_issues], 50)

@@ -15,7 +15,7 @@ from summarizer.errors import UserError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 KERAS_FILES = ("model.keras", "tokenizer.json")  # what fine-tuning and Keras decoding read
-ENGINE_FILES = ("encoder.onnx", "decoder.onnx", "tokenizer.json")  # what serving reads
+ENGINE_FILES = ("encoder.onnx", "decoder.onnx", "scorer.onnx", "tokenizer.json")  # what serving reads
 
 
 def _manifest(location: str, raw: bytes) -> dict:

@@ -110,28 +110,32 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
 def greedy(step: Step, select: Select, state: Any, batch: int, start_id: int, end_id: int,
            config: DecodeConfig) -> list[Candidate]:
     """The most likely next token at every step, for each of `batch` inputs. Finished inputs
-    leave the batch, so a long title does not keep every other row decoding."""
+    leave the batch, so a long title does not keep every other row decoding; they leave a few
+    at a time, since each leaving copies the whole state (the body's keys and values)."""
     history: list[list[int]] = [[] for _ in range(batch)]
     scores, raw_scores = np.zeros(batch), np.zeros(batch)
     ended = np.zeros(batch, dtype=bool)
-    live = np.arange(batch)  # the input of each state row
+    rows = np.arange(batch)  # the input of each state row
     tokens = np.full(batch, start_id, dtype=np.int64)
     for length in range(config.max_length):
         raw, state = step(tokens, state)
-        raw = np.asarray(raw, dtype=np.float32)
-        log_probs = _ban(raw.copy(), [history[row] for row in live], length, end_id, config)
-        tokens = log_probs.argmax(axis=-1)
-        scores[live] += log_probs[np.arange(len(live)), tokens]
-        raw_scores[live] += raw[np.arange(len(live)), tokens]
-        stops = tokens == end_id
-        for row, token in zip(live[~stops], tokens[~stops], strict=True):
+        live = np.flatnonzero(~ended[rows])  # state rows still decoding
+        raw = np.asarray(raw, dtype=np.float32)[live]
+        log_probs = _ban(raw.copy(), [history[row] for row in rows[live]], length, end_id, config)
+        chosen = log_probs.argmax(axis=-1)
+        scores[rows[live]] += log_probs[np.arange(len(live)), chosen]
+        raw_scores[rows[live]] += raw[np.arange(len(live)), chosen]
+        stops = chosen == end_id
+        for row, token in zip(rows[live[~stops]], chosen[~stops], strict=True):
             history[row].append(int(token))
-        ended[live[stops]] = True
+        ended[rows[live[stops]]] = True
         if stops.all():
             break
-        if stops.any():
-            keep = np.flatnonzero(~stops)
-            state, live, tokens = select(state, keep), live[keep], tokens[keep]
+        tokens = np.full(len(rows), end_id, dtype=np.int64)  # finished rows idle on the end token
+        tokens[live] = chosen
+        if ended[rows].sum() * 4 >= len(rows):
+            keep = np.flatnonzero(~ended[rows])
+            state, rows, tokens = select(state, keep), rows[keep], tokens[keep]
     return [Candidate(history[row], float(scores[row] / _length(history[row], ended[row], config)),
                       _mean(raw_scores[row], history[row], ended[row])) for row in range(batch)]
 
@@ -210,53 +214,43 @@ def beam_search(step: Step, select: Select, state: Any, batch: int, start_id: in
     return [sorted(found, key=lambda c: -c.score)[: config.num_return] for found in finished]
 
 
-def likelihoods(step: Step, select: Select, state: Any, start_id: int, end_id: int,
-                titles: Sequence[Sequence[int]]) -> np.ndarray:
-    """The mean log-probability per token (end included) of each given title, one per input
-    row of `state`, read off the model as it is fed the title (teacher forcing)."""
-    targets = [[*title, end_id] for title in titles]
-    live = np.argsort([-len(target) for target in targets], kind="stable")  # longest first
-    state = select(state, live)
-    totals = np.zeros(len(targets))
-    tokens = np.full(len(live), start_id, dtype=np.int64)
-    for position in range(len(targets[live[0]]) if len(live) else 0):
-        log_probs, state = step(tokens, state)
-        tokens = np.asarray([targets[row][position] for row in live], dtype=np.int64)
-        totals[live] += np.asarray(log_probs)[np.arange(len(live)), tokens]
-        keep = sum(len(targets[row]) > position + 1 for row in live)  # the longest come first
-        if keep < len(live):
-            state, live, tokens = select(state, np.arange(keep)), live[:keep], tokens[:keep]
-    return totals / np.asarray([len(target) for target in targets])
+Scorer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def _with_leads(found: list[list[Candidate]], leads: Sequence[Sequence[int]], scored: np.ndarray,
-                bonus: float, num_return: int) -> list[list[Candidate]]:
-    """Each input's lead first where it wins (the titles after it move down one place)."""
+def with_leads(found: list[list[Candidate]], leads: Sequence[Sequence[int]], score: Scorer, start_id: int,
+               end_id: int, pad_id: int, config: DecodeConfig) -> list[list[Candidate]]:
+    """Each input's lead (its lead sentence as tokens, [] for none) first where it wins: where
+    its mean log-probability per token plus `config.lead_bonus` beats the best title's; the
+    titles after it move down one place. An engine supplies `score(rows, titles, targets)`: for
+    those input rows, each `targets` token's log-probability after `titles` up to it, `[R, T]`,
+    every position at once as in training (teacher forcing)."""
+    if config.lead_bonus is None:
+        return found
+    rows = np.flatnonzero([len(lead) > 0 for lead in leads])
+    likelihood = np.full(len(found), -np.inf)
+    if len(rows):
+        width = max(len(leads[row]) for row in rows) + 1
+        titles = np.full((len(rows), width), pad_id, dtype=np.int64)
+        targets = np.full((len(rows), width), pad_id, dtype=np.int64)
+        for i, row in enumerate(rows):
+            titles[i, :len(leads[row]) + 1] = [start_id, *leads[row]]
+            targets[i, :len(leads[row]) + 1] = [*leads[row], end_id]
+        real = targets != pad_id
+        likelihood[rows] = (np.where(real, score(rows, titles, targets), 0.0)).sum(axis=1) / real.sum(axis=1)
     chosen = []
-    for titles, lead, likelihood in zip(found, leads, scored, strict=True):
-        if lead and likelihood + bonus > titles[0].likelihood:
+    for titles_found, lead, lead_likelihood in zip(found, leads, likelihood, strict=True):
+        if lead_likelihood + config.lead_bonus > titles_found[0].likelihood:
             # Scored as it won, so it ranks above the titles it beat (they score at most their
             # likelihood: the penalties only take off).
-            lead_title = Candidate(list(lead), float(likelihood + bonus), float(likelihood))
-            titles = [lead_title, *(t for t in titles if t.tokens != lead_title.tokens)][:num_return]
-        chosen.append(titles)
+            title = Candidate(list(lead), float(lead_likelihood + config.lead_bonus), float(lead_likelihood))
+            titles_found = [title, *(t for t in titles_found if t.tokens != title.tokens)][:config.num_return]
+        chosen.append(titles_found)
     return chosen
 
 
 def search(step: Step, select: Select, state: Any, batch: int, start_id: int, end_id: int,
-           config: DecodeConfig, leads: Sequence[Sequence[int]] | None = None) -> list[list[Candidate]]:
-    """Greedy search for one beam, beam search otherwise: `num_return` candidates per input.
-    With `config.lead_bonus` set, `leads` (each input's lead sentence as tokens, [] for none)
-    compete with the best title."""
+           config: DecodeConfig) -> list[list[Candidate]]:
+    """Greedy search for one beam, beam search otherwise: `num_return` candidates per input."""
     if config.num_beams == 1:
-        found = [[title] for title in greedy(step, select, state, batch, start_id, end_id, config)]
-    else:
-        found = beam_search(step, select, state, batch, start_id, end_id, config)
-    if config.lead_bonus is None or leads is None:
-        return found
-    rows = np.flatnonzero([len(lead) > 0 for lead in leads])
-    scored = np.full(batch, -np.inf)
-    if len(rows):
-        scored[rows] = likelihoods(step, select, select(state, rows), start_id, end_id,
-                                   [leads[row] for row in rows])
-    return _with_leads(found, leads, scored, config.lead_bonus, config.num_return)
+        return [[found] for found in greedy(step, select, state, batch, start_id, end_id, config)]
+    return beam_search(step, select, state, batch, start_id, end_id, config)

@@ -27,6 +27,7 @@ from summarizer.decoding import (
     Candidate,
     DecodeConfig,
     search,
+    with_leads,
 )
 from summarizer.errors import UserError
 from summarizer.featurize import pad_rows
@@ -63,6 +64,9 @@ class Summarizer:
         providers = ["CPUExecutionProvider"]
         self._encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=providers)
         self._decoder = ort.InferenceSession(str(folder / "decoder.onnx"), options, providers=providers)
+        self._scorer = ort.InferenceSession(str(folder / "scorer.onnx"), options, providers=providers)
+        self._scorer_state = [given.name for given in self._scorer.get_inputs()
+                              if given.name not in ("title", "target")]
         self._state_names = [output.name for output in self._encoder.get_outputs()]
         self._step_outputs = ["log_probs", *(output.name for output in self._decoder.get_outputs()
                                             if output.name.startswith("next_"))]
@@ -94,8 +98,7 @@ class Summarizer:
         ids, _ = pad_rows(*flat, self.body_tokens, None, self._special["pad"])
         return ids
 
-    def _decode(self, ids: np.ndarray, leads: list[list[int]] | None,
-                config: DecodeConfig) -> list[list[Candidate]]:
+    def _decode(self, ids: np.ndarray, leads: list[list[int]], config: DecodeConfig) -> list[list[Candidate]]:
         width = max(int((ids != 0).sum(axis=1).max()), 1)  # padding past the longest body is waste
         encoded = self._encoder.run(None, {"body": ids[:, :width].astype(np.int64)})
         state = dict(zip(self._state_names, encoded, strict=True))
@@ -107,8 +110,13 @@ class Summarizer:
         def select(state: dict, rows: np.ndarray) -> dict:
             return {name: value[rows] for name, value in state.items()}
 
-        return search(step, select, state, len(ids), self._special["start"], self._special["end"], config,
-                      leads)
+        def score(rows: np.ndarray, titles: np.ndarray, targets: np.ndarray) -> np.ndarray:
+            given = {name: state[name][rows] for name in self._scorer_state}
+            return self._scorer.run(["target_log_probs"], {"title": titles, "target": targets, **given})[0]
+
+        start, end = self._special["start"], self._special["end"]
+        found = search(step, select, state, len(ids), start, end, config)
+        return with_leads(found, leads, score, start, end, self._special["pad"], config)
 
     def _config(self, num_beams: int, num_return: int, max_length: int | None, min_length: int,
                 length_penalty: float, no_repeat_ngram: int, repeat_penalty: float,
@@ -136,13 +144,14 @@ class Summarizer:
                               no_repeat_ngram, repeat_penalty, end_penalty, lead_bonus)
         texts = list(bodies) if cleaned else self.cleaned(bodies)
         ids = self.body_ids(texts)
-        leads = None if lead_bonus is None else lead_tokens(self._tokenizer, texts, config.max_length - 1)
+        leads = ([[] for _ in texts] if lead_bonus is None
+                 else lead_tokens(self._tokenizer, texts, config.max_length - 1))
         order = np.argsort((ids != 0).sum(axis=1), kind="stable")  # similar lengths share a batch
         results: list[list[Title]] = [[] for _ in bodies]
         for begin in range(0, len(order), BATCH):
             rows = order[begin:begin + BATCH]
-            batch_leads = None if leads is None else [leads[row] for row in rows]
-            for row, best in zip(rows, self._decode(ids[rows], batch_leads, config), strict=True):
+            for row, best in zip(rows, self._decode(ids[rows], [leads[row] for row in rows], config),
+                                 strict=True):
                 results[row] = [Title(title_text(self._tokenizer, c.tokens), c.score) for c in best]
         return results
 

@@ -1,9 +1,10 @@
 """`export`: turn a finished training run into a model bundle that says what it is.
 
-The bundle holds the ONNX graphs serving runs (`encoder.onnx`, `decoder.onnx`), `model.keras`
-for fine-tuning, `tokenizer.json` and `manifest.json`: the architecture and its settings, max
-lengths, special tokens, the commands and data fingerprint that made it, its scores next to
-the baselines, training time and hardware, and the sha256 of every file (see `bundle`).
+The bundle holds the ONNX graphs serving runs (`encoder.onnx`, `decoder.onnx`, `scorer.onnx`),
+`model.keras` for fine-tuning, `tokenizer.json` and `manifest.json`: the architecture and its
+settings, max lengths, special tokens, the commands and data fingerprint that made it, its
+scores next to the baselines, training time and hardware, and the sha256 of every file (see
+`bundle`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
-"""A trained Keras title model written out as two ONNX graphs the serving engine runs:
+"""A trained Keras title model written out as the three ONNX graphs the serving engine runs:
 
 - encoder: `body [B, S] int64 -> the decoding state` (every output is a state entry);
 - decoder: `token [B] int64 + every state entry -> log_probs [B, V] + next_<entry> for each
-  entry that changes` (the log-softmax runs in the graph, vectorized and threaded).
+  entry that changes` (the log-softmax runs in the graph, vectorized and threaded);
+- scorer: `title [B, T] int64 (start token first) + target [B, T] int64 (the title shifted by
+  one, end token last) + the state entries it reads -> target_log_probs [B, T]`: every
+  position of a given title at once, for weighing a title the search did not write (the
+  body's lead sentence, see `lead`) in one call instead of one per token.
 
 The Transformer's state is the body mask, each decoder layer's cross-attention keys and
 values (computed once per body) and its self-attention key/value cache, which grows by one
@@ -74,6 +78,28 @@ class _Graph:
 
     def log_probs(self, logits: str, vocab: int) -> None:
         self.output(self.op("LogSoftmax", logits, axis=-1), "log_probs", _FLOAT, ["batch", vocab])
+
+    def targets(self) -> tuple[str, str, str]:
+        """The scorer's `target` input [B, T], where its real tokens (not padding) are [N, 2], and
+        those tokens [N]: only they go through the vocabulary, as rows."""
+        target = self.input("target", _INT64, ["batch", "title_length"])
+        real = self.op("Not", self.op("Equal", target, self.const(np.array(0, np.int64))))
+        where = self.op("Transpose", self.op("NonZero", real), perm=[1, 0])
+        return target, where, self.op("GatherND", target, where)
+
+    def target_log_probs(self, logits: str, target: str) -> str:
+        """Each row's target log-probability [N] from its logits [N, V], without the full softmax."""
+        axis = self.const(np.array([1], np.int64))
+        picked = self.op("GatherElements", logits, self.op("Unsqueeze", target, axis), axis=1)
+        picked = self.op("Squeeze", picked, axis)
+        return self.op("Sub", picked, self.op("ReduceLogSumExp", logits, axes=[1], keepdims=0))
+
+    def scorer_output(self, target: str, where: str, log_probs: str) -> None:
+        """`target_log_probs` [B, T]: the rows' log-probabilities in place, 0 at padding."""
+        zeros = self.op("ConstantOfShape", self.op("Shape", target),
+                        value=numpy_helper.from_array(np.zeros(1, np.float32)))
+        self.output(self.op("ScatterND", zeros, where, log_probs), "target_log_probs", _FLOAT,
+                    ["batch", "title_length"])
 
     def model(self) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.weights)
@@ -266,6 +292,67 @@ class _Transformer:
             g.output(self._copy(g, y, logits, mask), "log_probs", _FLOAT, ["batch", len(self.table)])
         return g.model()
 
+    def scorer(self) -> onnx.ModelProto:
+        """Every position of the given titles at once, as training runs the decoder: causal
+        self-attention instead of the step's cache."""
+        g = _Graph("transformer_scorer")
+        title = g.input("title", _INT64, ["batch", "title_length"])
+        mask = g.input("body_mask", TensorProto.BOOL, ["batch", "body_length"])
+        mask4 = g.op("Unsqueeze", mask, g.const(np.array([1, 2], np.int64)))
+        length = g.op("Slice", g.op("Shape", title), g.const(np.array([1], np.int64)),
+                      g.const(np.array([2], np.int64)))
+        zero = g.const(np.array([0], np.int64))
+        positions = g.op("Slice", g.const(self.positions, "positions"), zero, length)
+        table = g.const(self.table, "embedding")
+        y = g.op("Add", self._embed(g, title, table), positions)  # [B, T, dim]
+        earlier = np.tril(np.ones((len(self.positions),) * 2, dtype=bool))  # what each position sees
+        causal = g.op("Slice", g.const(earlier, "causal"), g.const(np.array([0, 0], np.int64)),
+                      g.op("Concat", length, length, axis=0))
+        causal = g.op("Unsqueeze", causal, g.const(np.array([0, 1], np.int64)))  # [1, 1, T, T]
+        for i, block in enumerate(self.decoders):
+            cross_keys = g.input(f"cross_keys_{i}", _FLOAT,
+                                 ["batch", self.heads, self.head_dim, "body_length"])
+            cross_values = g.input(f"cross_values_{i}", _FLOAT,
+                                   ["batch", self.heads, "body_length", self.head_dim])
+            h = g.layer_norm(y, block.self_norm)
+            attention = block.self_attention
+            keys = self._heads(g, g.dense(h, attention.key), transpose_keys=True)
+            values = self._heads(g, g.dense(h, attention.value))
+            y = g.op("Add", y, self._attend(g, h, attention, keys, values, causal))
+            h = g.layer_norm(y, block.cross_norm)
+            y = g.op("Add", y, self._attend(g, h, block.cross_attention, cross_keys, cross_values, mask4))
+            y = self._feed_forward(g, y, block)
+        y = g.layer_norm(y, self.model.get_layer("decoder_norm"))
+        target, where, real_targets = g.targets()
+        logits = g.op("Gemm", g.op("GatherND", y, where), table, transB=1)  # [N, V]
+        log_probs = g.target_log_probs(logits, real_targets)
+        if self.copy is not None:
+            log_probs = self._copied(g, y, mask, target, where, log_probs)
+        g.scorer_output(target, where, log_probs)
+        return g.model()
+
+    def _copied(self, g: _Graph, y: str, mask: str, target: str, where: str, log_generated: str) -> str:
+        """`CopyHead` for the targets: the generator's probability of each target mixed with the
+        copy attention's weight on the body positions holding it (log-probabilities [N])."""
+        body = g.input("body_ids", _INT64, ["batch", "body_length"])
+        keys = g.input("copy_keys", _FLOAT, ["batch", self.dim, "body_length"])
+        query = g.op("Mul", g.dense(y, self.copy.query), g.const(np.float32(self.dim ** -0.5)))
+        scores = g.op("MatMul", query, keys)  # [B, T, S]
+        body_mask = g.op("Unsqueeze", mask, g.const(np.array([1], np.int64)))  # [B, 1, S]
+        real = g.op("Cast", body_mask, to=_FLOAT)
+        weights = g.op("Softmax", g.op("Where", body_mask, scores, g.const(np.float32(-1e9))), axis=-1)
+        weights = g.op("Mul", weights, real)
+        holds = g.op("Cast", g.op("Equal", g.op("Unsqueeze", body, g.const(np.array([1], np.int64))),
+                                  g.op("Unsqueeze", target, g.const(np.array([2], np.int64)))), to=_FLOAT)
+        copied = g.op("ReduceSum", g.op("Mul", weights, holds), g.const(np.array([2], np.int64)), keepdims=0)
+        has_body = g.op("ReduceMax", real, axes=[2], keepdims=0)  # [B, 1]: an empty body copies nothing
+        unit = g.const(np.float32(1.0))
+        gate = g.op("Squeeze", g.op("Sigmoid", g.dense(y, self.copy.gate)), g.const(np.array([2], np.int64)))
+        share = g.op("GatherND", g.op("Mul", g.op("Sub", unit, gate), has_body), where)  # the copy's share
+        mixed = g.op("Add", g.op("Mul", g.op("Sub", unit, share), g.op("Exp", log_generated)),
+                     g.op("Mul", share, g.op("GatherND", copied, where)))
+        return g.op("Log", g.op("Add", mixed, g.const(np.float32(CopyHead.EPSILON))))
+
     def _copy(self, g: _Graph, y: str, logits: str, mask: str) -> str:
         """`CopyHead` for one position: the gate's share of the vocabulary softmax, with the
         rest of the probability scattered onto the body's token ids."""
@@ -337,9 +424,30 @@ def _gru_decoder(model: keras.Model) -> onnx.ModelProto:
     return g.model()
 
 
+def _gru_scorer(model: keras.Model) -> onnx.ModelProto:
+    g = _Graph("gru_scorer")
+    layer = model.get_layer
+    gru = layer("decoder_gru")
+    title = g.input("title", _INT64, ["batch", "title_length"])
+    state = g.input("state", _FLOAT, ["batch", gru.units])
+    y = g.batch_norm(g.op("Gather", g.const(layer("title_embedding").get_weights()[0], "title_embedding"),
+                          title), layer("title_norm"))
+    outputs, _ = g.op("GRU", g.op("Transpose", y, perm=[1, 0, 2]), *_gru_weights(g, gru), "",
+                      g.op("Unsqueeze", state, g.const(np.array([0], np.int64))), outputs=2,
+                      hidden_size=gru.units, linear_before_reset=1)  # [T, 1, B, units]
+    y = g.op("Transpose", g.op("Squeeze", outputs, g.const(np.array([1], np.int64))), perm=[1, 0, 2])
+    target, where, real_targets = g.targets()
+    logits = g.dense(g.batch_norm(g.op("GatherND", y, where), layer("output_norm")), layer("logits"))
+    g.scorer_output(target, where, g.target_log_probs(logits, real_targets))
+    return g.model()
+
+
 def onnx_graphs(model: keras.Model) -> dict[str, onnx.ModelProto]:
-    """`{"encoder.onnx": ..., "decoder.onnx": ...}` for a trained `gru` or `transformer`."""
+    """`{"encoder.onnx": ..., "decoder.onnx": ..., "scorer.onnx": ...}` for a trained `gru` or
+    `transformer`."""
     if model.name == "gru":
-        return {"encoder.onnx": _gru_encoder(model), "decoder.onnx": _gru_decoder(model)}
+        return {"encoder.onnx": _gru_encoder(model), "decoder.onnx": _gru_decoder(model),
+                "scorer.onnx": _gru_scorer(model)}
     transformer = _Transformer(model)
-    return {"encoder.onnx": transformer.encoder(), "decoder.onnx": transformer.decoder()}
+    return {"encoder.onnx": transformer.encoder(), "decoder.onnx": transformer.decoder(),
+            "scorer.onnx": transformer.scorer()}

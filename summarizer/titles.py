@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 
 from summarizer import storage
 from summarizer.bundle import MANIFEST, verify
-from summarizer.decoding import DecodeConfig, Select, Step, log_softmax, search
+from summarizer.decoding import DecodeConfig, Scorer, Select, Step, log_softmax, search, with_leads
 from summarizer.engine import Summarizer
 from summarizer.errors import UserError
 from summarizer.featurize import encode_bodies
@@ -90,7 +90,7 @@ class KerasTitler:
         encode, step, select = self._steps
         ids, _ = encode_bodies(self.tokenizer, bodies, self.body_len)
         special = special_ids(self.tokenizer)
-        leads = (None if config.lead_bonus is None
+        leads = ([[] for _ in bodies] if config.lead_bonus is None
                  else lead_tokens(self.tokenizer, bodies, config.max_length - 1))
         # Similar lengths together: padding is wasted work.
         order = np.argsort((ids != 0).sum(axis=1), kind="stable")
@@ -99,12 +99,21 @@ class KerasTitler:
         for start in progress(batches, "decoding", total=len(batches), unit="batches"):
             rows = order[start:start + BATCH]
             width = max(int((ids[rows] != 0).sum(axis=1).max()), 1)
-            state = encode(ids[rows, :width])
-            results = search(step, select, state, len(rows), special["start"], special["end"], config,
-                             None if leads is None else [leads[row] for row in rows])
+            body = ids[rows, :width]
+            results = search(step, select, encode(body), len(rows), special["start"], special["end"], config)
+            results = with_leads(results, [leads[row] for row in rows], self._scorer(body), special["start"],
+                                 special["end"], special["pad"], config)
             for row, result in zip(rows, results, strict=True):
                 found[row] = [(title_text(self.tokenizer, c.tokens), c.score) for c in result]
         return found
+
+    def _scorer(self, body: np.ndarray) -> Scorer:
+        """Titles scored by the whole model, every position at once, as in training."""
+        def score(rows: np.ndarray, titles: np.ndarray, targets: np.ndarray) -> np.ndarray:
+            log_probs = log_softmax(self.model.predict_on_batch([body[rows], titles.astype(np.int32)]))
+            return np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+
+        return score
 
     def titles(self, bodies: list[str], config: DecodeConfig) -> list[str]:
         return [best[0][0] for best in self.candidates(bodies, config)]

@@ -10,9 +10,9 @@ from summarizer.decoding import (
     DecodeConfig,
     beam_search,
     greedy,
-    likelihoods,
     log_softmax,
     search,
+    with_leads,
 )
 
 START, END, A, B, C = 2, 3, 4, 5, 6
@@ -205,35 +205,38 @@ def test_beam_state_follows_its_beam() -> None:
         assert candidate.score == pytest.approx(true)
 
 
-def test_likelihoods_are_each_rows_own_mean_log_probability() -> None:
-    tables = np.stack([probabilities({START: {A: 0.5}, A: {B: 0.25}, B: {END: 0.8}}),
-                       probabilities({START: {A: 0.1}, A: {END: 0.4}})])
-    step, select = table_model(tables)
-    found = likelihoods(step, select, np.arange(2), START, END, [[A, B], [A]])
-    np.testing.assert_allclose(found, [np.log(0.5 * 0.25 * 0.8) / 3, np.log(0.1 * 0.4) / 2])
+def table_scorer(tables: np.ndarray):
+    """Teacher forcing on `table_model`: each target's log-probability after the title token before it."""
+    def score(rows: np.ndarray, titles: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        return tables[rows[:, None], titles, targets]
+
+    return score
 
 
 LEAD_TABLE = probabilities({START: {A: 0.9}, A: {END: 0.9}, B: {C: 0.5}, C: {END: 0.9}})
+PAD = 0
 
 
 @pytest.mark.parametrize("beams", [1, 2])
 def test_the_lead_replaces_the_title_only_when_its_bonus_makes_it_likelier(beams: int) -> None:
-    step, select = table_model(LEAD_TABLE[None])
+    tables = np.stack([LEAD_TABLE, LEAD_TABLE])
+    step, select = table_model(tables)
 
     def best(bonus: float | None, lead: list[int], num_return: int = 1) -> list[list[int]]:
         config = DecodeConfig(num_beams=beams, num_return=num_return, max_length=5, lead_bonus=bonus)
-        found = search(step, select, np.zeros(1, dtype=int), 1, START, END, config, [lead])
-        return [candidate.tokens for candidate in found[0]]
+        found = search(step, select, np.arange(2), 2, START, END, config)
+        found = with_leads(found, [[], lead], table_scorer(tables), START, END, PAD, config)
+        assert [c.tokens for c in found[0]][:1] == [[A]]  # the first input has no lead
+        return [candidate.tokens for candidate in found[1]]
 
-    # The model's own title [A] has mean log-probability log(0.9); the lead [B, C] much less.
-    lead_mean = likelihoods(step, select, np.zeros(1, dtype=int), START, END, [[B, C]])[0]
-    gap = np.log(0.9) - lead_mean
+    # The model's own title [A] has mean log-probability log(0.9 * 0.9) / 2; the lead [B, C] less.
+    lead_mean = (LEAD_TABLE[START, B] + LEAD_TABLE[B, C] + LEAD_TABLE[C, END]) / 3
+    gap = np.log(0.81) / 2 - lead_mean
     assert best(None, [B, C]) == [[A]]
-    assert best(gap - 0.1, [B, C]) == [[A]]
-    assert best(gap + 0.1, [B, C]) == [[B, C]]
-    assert best(100.0, []) == [[A]]  # no lead sentence: the model's title stays
+    assert best(gap - 0.01, [B, C]) == [[A]]
+    assert best(gap + 0.01, [B, C]) == [[B, C]]
     if beams == 2:
-        assert best(gap + 0.1, [B, C], num_return=2)[:2] == [[B, C], [A]]  # the model's best moves down
+        assert best(gap + 0.01, [B, C], num_return=2)[:2] == [[B, C], [A]]  # the model's best moves down
 
 
 def test_likelihood_leaves_the_penalties_out() -> None:

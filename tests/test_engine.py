@@ -56,8 +56,9 @@ def bundles(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 @pytest.mark.parametrize("kind", VARIANTS)
 def test_graphs_compute_the_keras_models_log_probabilities(kind: str, bundles: dict[str, Path]) -> None:
-    """Step by step through the ONNX encoder and decoder (with the key/value cache) gives the
-    full Keras model's teacher-forced logits at every position, padded bodies included."""
+    """Step by step through the ONNX encoder and decoder (with the key/value cache), and all at
+    once through the scorer, give the full Keras model's teacher-forced logits at every
+    position, padded bodies included."""
     engine = Summarizer.load(bundles[kind], threads=1)
     model = keras.models.load_model(bundles[kind] / "model.keras")
     vocab = model.output_shape[-1]
@@ -77,6 +78,15 @@ def test_graphs_compute_the_keras_models_log_probabilities(kind: str, bundles: d
         steps.append(log_probs)
     assert np.ptp(full, axis=-1).min() > 0.1  # logits that differ well beyond the tolerance
     np.testing.assert_allclose(np.stack(steps, axis=1), log_softmax(full), atol=1e-4, rtol=0)
+    # The scorer: every position at once, as training runs the model.
+    target = rng.integers(4, vocab, title.shape)
+    target[1, 4:] = 0  # padding: left out, and scored 0
+    encoded = dict(zip(engine._state_names, engine._encoder.run(None, {"body": body}), strict=True))
+    given = {name: encoded[name] for name in engine._scorer_state}
+    (scored,) = engine._scorer.run(["target_log_probs"], {"title": title, "target": target, **given})
+    expected = np.take_along_axis(log_softmax(full), target[..., None], axis=-1)[..., 0]
+    expected[target == 0] = 0
+    np.testing.assert_allclose(scored, expected, atol=1e-4, rtol=0)
 
 
 def keras_candidates(folder: Path, engine: Summarizer, bodies: list[str],
@@ -207,11 +217,11 @@ def test_a_bundle_without_graphs_is_refused(bundles: dict[str, Path], tmp_path: 
     """A folder exported before bundles had ONNX graphs: told to export again."""
     bundle = copy_of(bundles["gru"], tmp_path)
     manifest = json.loads((bundle / "manifest.json").read_text())
-    for name in ("encoder.onnx", "decoder.onnx"):
+    for name in ("encoder.onnx", "decoder.onnx", "scorer.onnx"):
         del manifest["files"][name]
         (bundle / name).unlink()
     (bundle / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(UserError, match="has no encoder.onnx, decoder.onnx; export it again"):
+    with pytest.raises(UserError, match="has no encoder.onnx, decoder.onnx, scorer.onnx; export it again"):
         Summarizer.load(bundle)
 
 

@@ -22,7 +22,7 @@ from summarizer.models import HYPERPARAMETERS
 from summarizer.titles import KerasTitler
 
 BASELINES = {"first-sentence", "first-8-words"}
-FILES = {"model.keras", "tokenizer.json", "encoder.onnx", "decoder.onnx", "manifest.json"}
+FILES = {"model.keras", "tokenizer.json", "encoder.onnx", "decoder.onnx", "scorer.onnx", "manifest.json"}
 
 
 
