@@ -36,6 +36,10 @@ from summarizer.tokenization import special_ids, title_text
 from summarizer.word_cache import WordCache
 
 BATCH = 64  # bodies run through the graphs together
+# Lead sentences scored together: each of their tokens holds a vocabulary's log-probabilities
+# in the scorer. Two batches of 64 decoded at once peaked at 790 MiB scoring 64 at a time, 445
+# MiB scoring 16 (358 MiB without leads), for 5% fewer issues a second.
+SCORED_TOGETHER = 16
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "default"
 
 
@@ -111,8 +115,13 @@ class Summarizer:
             return {name: value[rows] for name, value in state.items()}
 
         def score(rows: np.ndarray, titles: np.ndarray, targets: np.ndarray) -> np.ndarray:
-            given = {name: state[name][rows] for name in self._scorer_state}
-            return self._scorer.run(["target_log_probs"], {"title": titles, "target": targets, **given})[0]
+            parts = []
+            for begin in range(0, len(rows), SCORED_TOGETHER):
+                part = slice(begin, begin + SCORED_TOGETHER)
+                given = {name: state[name][rows[part]] for name in self._scorer_state}
+                parts.append(self._scorer.run(["target_log_probs"],
+                                              {"title": titles[part], "target": targets[part], **given})[0])
+            return np.concatenate(parts)
 
         start, end = self._special["start"], self._special["end"]
         found = search(step, select, state, len(ids), start, end, config)
