@@ -3,7 +3,8 @@ original example decoded (the baseline):
 
     .venv/bin/python benchmarks/serve.py [--model models/default] [--issues 200] [--baseline-issues 30]
 
-- engine latency, batch 1 on 1 thread: p50/p95 over `--issues` real issues, greedy and beam 4;
+- engine latency, batch 1 on 1 thread: p50/p95 over `--issues` real issues, greedy and beam 4,
+  and greedy without weighing each body's lead sentence;
 - engine throughput, batches of 64 on 2 threads (issues/s), and the same without weighing
   each body's lead sentence (what that costs);
 - the baseline: the same model's Keras halves, one `predict` for the encoder and one more for
@@ -124,6 +125,8 @@ def main() -> None:
     beam = latencies(lambda body: one.summarize([body], num_beams=4), timed)
     print(f"engine, batch 1, 1 thread, greedy   {percentiles(greedy)}")
     print(f"engine, batch 1, 1 thread, beam 4   {percentiles(beam)}")
+    greedy_alone = latencies(lambda body: one.summarize([body], lead_bonus=None), timed)
+    print(f"  greedy without lead sentences     {percentiles(greedy_alone)} (LEAD_BONUS=off)")
 
     two = Summarizer.load(args.model, threads=2)
     two.summarize(bodies[:64])

@@ -164,9 +164,12 @@ def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.Argumen
 def _lead_bonus(text: str) -> float | None:
     if text == "off":
         return None
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not abs(value) < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a number or 'off'")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'off'")
     return value
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cli_in_process import cli
 
+from summarizer.decoding import DEFAULT_LEAD_BONUS
 from summarizer.engine import SHIPPED, Summarizer
 
 BODIES = ["The app crashes with a NullPointerException when I click save on an empty form.",
@@ -52,6 +53,17 @@ def test_json_output_has_ranked_candidates(engine: Summarizer, capsys: pytest.Ca
     assert [[c["title"] for c in row["candidates"]] for row in rows] == [[t.text for t in ts] for ts in found]
     assert all(row["score"] == row["candidates"][0]["score"] >= row["candidates"][-1]["score"]
                for row in rows)
+
+
+def test_lead_bonus_setting(engine: Summarizer, capsys: pytest.CaptureFixture[str]) -> None:
+    for flag, bonus in (["off"], None), (["0.5"], 0.5), ([], DEFAULT_LEAD_BONUS):
+        code, out, err = run([*BODIES, *(["--lead-bonus", *flag] if flag else [])], capsys)
+        assert code == 0, err
+        assert out.splitlines() == engine.summarize(BODIES, lead_bonus=bonus)
+    with pytest.raises(SystemExit) as usage:
+        run(["body", "--lead-bonus", "high"], capsys)
+    assert usage.value.code == 2
+    assert "--lead-bonus: 'high' is not a number or 'off'" in capsys.readouterr().err
 
 
 def test_stdin_is_one_body(engine: Summarizer, repo_root: Path) -> None:
