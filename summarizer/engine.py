@@ -1,8 +1,9 @@
 """The serving engine: issue bodies in, titles out, on ONNX Runtime and numpy only.
 
-It runs a bundle's two graphs (see `onnx_graphs`) under the same greedy and beam search the
-Keras models use in `decoding`, so titles match training-time evaluation. Importing it never
-imports TensorFlow or Keras: the Seldon and MLServer images and the web app stay small.
+It runs a bundle's encoder and decoder graphs (see `onnx_graphs`) under the same greedy and
+beam search the Keras models use in `decoding`, so titles match training-time evaluation, and
+its scorer graph to weigh each body's lead sentence (see `lead`). Importing it never imports
+TensorFlow or Keras: the Seldon and MLServer images and the web app stay small.
 """
 
 from __future__ import annotations
