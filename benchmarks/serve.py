@@ -41,15 +41,18 @@ def real_bodies(count: int) -> list[str]:
     return [body for body in bodies if body.strip()][:count]
 
 
-def latencies(call: Callable[[str], object], bodies: list[str]) -> np.ndarray:
-    """Seconds per body, one call each, after one untimed warm-up call."""
-    call(bodies[0])
-    times = []
+def latencies(*calls: Callable[[str], object], bodies: list[str]) -> list[np.ndarray]:
+    """Seconds per body for each call, after one untimed warm-up call each. The calls take
+    turns on each body, so this noisy machine's slow phases weigh on all of them alike."""
+    for call in calls:
+        call(bodies[0])
+    times: list[list[float]] = [[] for _ in calls]
     for body in bodies:
-        started = time.perf_counter()
-        call(body)
-        times.append(time.perf_counter() - started)
-    return np.array(times)
+        for call, spent in zip(calls, times, strict=True):
+            started = time.perf_counter()
+            call(body)
+            spent.append(time.perf_counter() - started)
+    return [np.array(spent) for spent in times]
 
 
 def percentiles(times: np.ndarray) -> str:
@@ -97,7 +100,7 @@ def http_latency(model_folder: Path, bodies: list[str]) -> np.ndarray:
                                   json={"data": {"ndarray": [[body]]}}, timeout=30)
             answer.raise_for_status()
 
-        return latencies(call, bodies)
+        return latencies(call, bodies=bodies)[0]
 
 
 def verdict(name: str, value: float) -> str:
@@ -121,27 +124,28 @@ def main() -> None:
     timed = bodies[: args.issues]
     print(f"model {args.model}, {len(timed)} real issues, {os.cpu_count()} CPUs")
     one = Summarizer.load(args.model, threads=1)
-    greedy = latencies(lambda body: one.summarize([body]), timed)
-    beam = latencies(lambda body: one.summarize([body], num_beams=4), timed)
+    greedy, greedy_alone, beam = latencies(lambda body: one.summarize([body]),
+                                           lambda body: one.summarize([body], lead_bonus=None),
+                                           lambda body: one.summarize([body], num_beams=4), bodies=timed)
     print(f"engine, batch 1, 1 thread, greedy   {percentiles(greedy)}")
-    print(f"engine, batch 1, 1 thread, beam 4   {percentiles(beam)}")
-    greedy_alone = latencies(lambda body: one.summarize([body], lead_bonus=None), timed)
     print(f"  greedy without lead sentences     {percentiles(greedy_alone)} (LEAD_BONUS=off)")
+    print(f"engine, batch 1, 1 thread, beam 4   {percentiles(beam)}")
 
     two = Summarizer.load(args.model, threads=2)
     two.summarize(bodies[:64])
 
-    def issues_per_second(lead_bonus: float | None) -> float:
-        started = time.perf_counter()
-        for begin in range(0, 640, 64):
+    spent = {DEFAULT_LEAD_BONUS: 0.0, None: 0.0}
+    for begin in range(0, 640, 64):  # the two settings take turns, batch by batch
+        for lead_bonus in spent:
+            started = time.perf_counter()
             two.summarize(bodies[begin:begin + 64], lead_bonus=lead_bonus)
-        return 640 / (time.perf_counter() - started)
-
-    throughput = issues_per_second(DEFAULT_LEAD_BONUS)
+            spent[lead_bonus] += time.perf_counter() - started
+    throughput = 640 / spent[DEFAULT_LEAD_BONUS]
     print(f"engine, batches of 64, 2 threads     {throughput:7.1f} issues/s")
-    print(f"  the same without lead sentences    {issues_per_second(None):7.1f} issues/s (LEAD_BONUS=off)")
+    print(f"  the same without lead sentences    {640 / spent[None]:7.1f} issues/s (LEAD_BONUS=off)")
 
-    baseline = latencies(original_style(args.model, one.title_tokens - 2), timed[: args.baseline_issues])
+    original = original_style(args.model, one.title_tokens - 2)
+    baseline = latencies(original, bodies=timed[: args.baseline_issues])[0]
     speedup = np.percentile(baseline, 50) / np.percentile(greedy[: args.baseline_issues], 50)
     print(f"original-style Keras predict, greedy {percentiles(baseline)}   "
           f"(engine is {speedup:.0f}x faster at p50 on the same issues)")
