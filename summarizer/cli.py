@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -167,8 +168,8 @@ def _lead_bonus(text: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        value = float("nan")
-    if not abs(value) < float("inf"):
+        value = math.inf
+    if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'off'")
     return value
 

@@ -12,6 +12,7 @@ when serving), so the same inputs give the same titles everywhere. An engine sup
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,8 @@ class DecodeConfig:
             raise ValueError("num_beams and max_length must be at least 1, min_length at least 0")
         if self.repeat_penalty < 0 or self.end_penalty < 0:
             raise ValueError("repeat_penalty and end_penalty must be at least 0")
+        if self.lead_bonus is not None and not math.isfinite(self.lead_bonus):
+            raise ValueError("lead_bonus must be a finite number (or None: off)")
         if not 1 <= self.num_return <= self.num_beams:
             raise ValueError("num_return must be between 1 and num_beams")
 
@@ -120,11 +123,12 @@ def greedy(step: Step, select: Select, state: Any, batch: int, start_id: int, en
     for length in range(config.max_length):
         raw, state = step(tokens, state)
         live = np.flatnonzero(~ended[rows])  # state rows still decoding
-        raw = np.asarray(raw, dtype=np.float32)[live]
-        log_probs = _ban(raw.copy(), [history[row] for row in rows[live]], length, end_id, config)
+        raw = np.asarray(raw, dtype=np.float32)
+        # Indexing copies the rows, so the penalties leave `raw` as the model gave it.
+        log_probs = _ban(raw[live], [history[row] for row in rows[live]], length, end_id, config)
         chosen = log_probs.argmax(axis=-1)
         scores[rows[live]] += log_probs[np.arange(len(live)), chosen]
-        raw_scores[rows[live]] += raw[np.arange(len(live)), chosen]
+        raw_scores[rows[live]] += raw[live, chosen]
         stops = chosen == end_id
         for row, token in zip(rows[live[~stops]], chosen[~stops], strict=True):
             history[row].append(int(token))

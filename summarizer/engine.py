@@ -154,8 +154,7 @@ class Summarizer:
                               no_repeat_ngram, repeat_penalty, end_penalty, lead_bonus)
         texts = list(bodies) if cleaned else self.cleaned(bodies)
         ids = self.body_ids(texts)
-        leads = ([[] for _ in texts] if lead_bonus is None
-                 else lead_tokens(self._tokenizer, texts, config.max_length - 1))
+        leads = lead_tokens(self._tokenizer, texts, config)
         order = np.argsort((ids != 0).sum(axis=1), kind="stable")  # similar lengths share a batch
         results: list[list[Title]] = [[] for _ in bodies]
         for begin in range(0, len(order), BATCH):

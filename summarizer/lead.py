@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from tokenizers import Encoding, Tokenizer
 
 from summarizer.baselines import SENTENCE_END
+from summarizer.decoding import DecodeConfig
 
 LEAD_WORDS = 12  # tuned on dev with the bonus: longer leads win more but read less like titles
 _MIN_WORDS = 3  # "Hi team", "Template:", "Version" say nothing of the issue
@@ -42,10 +43,14 @@ def lead_sentence(body: str, words: int = LEAD_WORDS) -> str:
     return ""
 
 
-def lead_tokens(tokenizer: Tokenizer, bodies: Sequence[str], max_tokens: int) -> list[list[int]]:
-    """Each cleaned body's lead sentence as title token ids ([] where there is none), cut to
-    the `max_tokens` a title may have: at the last word that fits, or mid-word where one word
-    is longer (Chinese writes a sentence as one)."""
+def lead_tokens(tokenizer: Tokenizer, bodies: Sequence[str], config: DecodeConfig) -> list[list[int]]:
+    """Each cleaned body's lead sentence as title token ids ([] where there is none, and for
+    every body when `config` weighs no leads), cut to the tokens a title may have before its
+    end token: at the last word that fits, or mid-word where one word is longer (Chinese
+    writes a sentence as one)."""
+    if config.lead_bonus is None:
+        return [[] for _ in bodies]
+    max_tokens = config.max_length - 1
     leads = [lead_sentence(body) for body in bodies]
     encoded = iter(tokenizer.encode_batch([lead for lead in leads if lead], add_special_tokens=False))
     return [_fit(next(encoded), lead, max_tokens) if lead else [] for lead in leads]

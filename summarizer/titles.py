@@ -90,8 +90,7 @@ class KerasTitler:
         encode, step, select = self._steps
         ids, _ = encode_bodies(self.tokenizer, bodies, self.body_len)
         special = special_ids(self.tokenizer)
-        leads = ([[] for _ in bodies] if config.lead_bonus is None
-                 else lead_tokens(self.tokenizer, bodies, config.max_length - 1))
+        leads = lead_tokens(self.tokenizer, bodies, config)
         # Similar lengths together: padding is wasted work.
         order = np.argsort((ids != 0).sum(axis=1), kind="stable")
         found: list[list[tuple[str, float]]] = [[] for _ in bodies]

@@ -176,6 +176,8 @@ def test_bad_configs_are_rejected() -> None:
         DecodeConfig(repeat_penalty=-1.0)
     with pytest.raises(ValueError):
         DecodeConfig(end_penalty=-0.5)
+    with pytest.raises(ValueError, match="lead_bonus"):
+        DecodeConfig(lead_bonus=float("nan"))
 
 
 def test_titles_are_never_empty_by_default() -> None:

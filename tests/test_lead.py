@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from tokenizers import Tokenizer
 
+from summarizer.decoding import DecodeConfig
 from summarizer.engine import SHIPPED
 from summarizer.lead import LEAD_WORDS, lead_sentence, lead_tokens
 from summarizer.tokenization import title_text
@@ -40,7 +41,7 @@ def test_lead_tokens_cut_at_the_last_word_that_fits(tokenizer: Tokenizer) -> Non
     bodies = ["Login fails with SSO enabled", "Hi!",
               "java.lang.OutOfMemoryError: Failed to allocate a 202481348 byte allocation with 6668266 free",
               "定义一个元素的线性渐变属性然后通过api设置线性渐变也无效无法设置元素的线性背景"]
-    found = lead_tokens(tokenizer, bodies, 12)
+    found = lead_tokens(tokenizer, bodies, DecodeConfig(max_length=13, lead_bonus=0.0))  # 12 before the end
     assert title_text(tokenizer, found[0]) == "Login fails with SSO enabled"
     assert found[1] == []  # no lead: nothing to weigh
     assert all(len(ids) <= 12 for ids in found)
