@@ -3,7 +3,9 @@
 Bodies are cut to the model's length and batched with bodies of similar length, padded only
 to the next multiple of `BUCKET`: most issues are far shorter than the cap, and on a CPU the
 padding would otherwise be most of the work. The order is a pure function of (seed, epoch),
-so a resumed run skips exactly the batches it already trained on.
+so a resumed run skips exactly the batches it already trained on. On an accelerator the
+padding costs less than compiling a step for each shape: `fixed_shapes` pads every batch to
+the full lengths, one shape to compile.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class TitleBatches:
     """((body, title_in), title_out) batches of one split, held in memory as int32."""
 
     def __init__(self, arrays: list[tuple[np.ndarray, np.ndarray]], body_len: int, title_len: int,
-                 batch_size: int, seed: int, limit: int = 0) -> None:
+                 batch_size: int, seed: int, limit: int = 0, fixed_shapes: bool = False) -> None:
         empty = np.zeros((0, 1))
         bodies = np.concatenate([np.asarray(b[:, :body_len]) for b, _ in arrays]) if arrays else empty
         titles = np.concatenate([np.asarray(t[:, :title_len]) for _, t in arrays]) if arrays else empty
@@ -37,7 +39,7 @@ class TitleBatches:
         self._cut_titles()
         self.body_lengths = np.maximum(_lengths(self.bodies), 1)
         self.title_lengths = _lengths(self.titles)
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.fixed_shapes = batch_size, seed, fixed_shapes
 
     def _cut_titles(self) -> None:
         """A title cut to `title_len` must still end with </s> (id 3), or the model never
@@ -64,9 +66,12 @@ class TitleBatches:
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def batch(self, rows: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
-        body_len = -(-int(self.body_lengths[rows].max()) // BUCKET) * BUCKET
-        # Title inputs and targets are one shorter than the `<s> ... </s>` row.
-        title_len = min(-(-(int(self.title_lengths[rows].max()) - 1) // 8) * 8 + 1, self.titles.shape[1])
+        if self.fixed_shapes:
+            body_len, title_len = self.bodies.shape[1], self.titles.shape[1]
+        else:
+            body_len = -(-int(self.body_lengths[rows].max()) // BUCKET) * BUCKET
+            # Title inputs and targets are one shorter than the `<s> ... </s>` row.
+            title_len = min(-(-(int(self.title_lengths[rows].max()) - 1) // 8) * 8 + 1, self.titles.shape[1])
         body = self.bodies[rows, :body_len]
         if body.shape[1] < body_len:
             body = np.pad(body, ((0, 0), (0, body_len - body.shape[1])))

@@ -82,9 +82,9 @@ def load_batches(dataset: Dataset, config: TrainConfig, worker: int = 0,
                         f"dataset's {settings['body_len']} / {settings['title_len']}; prepare "
                         "with longer --body-len/--title-len or lower them")
     train = TitleBatches(dataset.arrays("train", worker, workers), config.body_len, config.title_len,
-                         config.batch_size, config.seed)
+                         config.batch_size, config.seed, fixed_shapes=config.fixed_shapes)
     dev = TitleBatches(dataset.arrays("dev"), config.body_len, config.title_len, config.batch_size,
-                       config.seed, limit=config.dev_examples)
+                       config.seed, limit=config.dev_examples, fixed_shapes=config.fixed_shapes)
     if not train.examples or not dev.examples:
         raise UserError(f"{config.dataset}: the train and dev splits must both hold issues "
                         f"(train {train.examples}, dev {dev.examples})")

@@ -32,6 +32,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # no epoch starts after this much training time (0: no limit)
     dev_examples: int = 4000  # dev issues scored after every epoch
     checkpoint_steps: int = 500  # also saved at every epoch end and on interruption
+    fixed_shapes: bool = False  # pad batches to body_len/title_len: one compile (accelerators)
     mixed_precision: str = "auto"  # auto: bfloat16 where a GPU has it; "off"; "bfloat16"
     seed: int = 1
     init_from: str = ""  # a model.keras or run folder whose layers (same name and shape) start a new run

@@ -142,6 +142,23 @@ def test_batch_contents(shards: list[tuple[np.ndarray, np.ndarray]]) -> None:
     assert cut > 20  # the cut case was exercised
 
 
+def test_fixed_shapes_pad_every_batch_to_full_length(shards: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """One shape for an accelerator to compile, holding the same rows as the bucketed batches."""
+    bucketed = list(batches_of(shards).epoch(0))
+    fixed = list(TitleBatches(shards, body_len=40, title_len=10, batch_size=8, seed=5,
+                              fixed_shapes=True).epoch(0))
+    shapes = {(body.shape[1], title_in.shape[1], title_out.shape[1]) for (body, title_in), title_out in fixed}
+    assert shapes == {(40, 9, 9)}
+    assert len({body.shape[1] for (body, _), _ in bucketed}) > 1
+    for ((body, title_in), title_out), ((body2, title_in2), title_out2) in zip(bucketed, fixed, strict=True):
+        width = min(body.shape[1], 40)  # a bucket may pad past body_len
+        np.testing.assert_array_equal(body2[:, :width], body[:, :width])
+        assert not body2[:, width:].any() and not body[:, width:].any()
+        np.testing.assert_array_equal(title_in2[:, :title_in.shape[1]], title_in)
+        np.testing.assert_array_equal(title_out2[:, :title_out.shape[1]], title_out)
+        assert not title_out2[:, title_out.shape[1]:].any()
+
+
 # --- config checks -------------------------------------------------------------------------
 
 
