@@ -22,5 +22,11 @@ if trained_on != here:
              f"not {trained_on[:12]}); pass the dataset that .carry/ was packed from")
 config = json.loads((run / "config.json").read_text())
 (run / "config.json").write_text(json.dumps({**config, "dataset": dataset}, indent=2) + "\n")
+# The command that reproduces the run, not the module call inside the device script.
+info = json.loads((run / "run.json").read_text())
+argv = info["command"].split()
+command = f"bash scripts/gpu-train.sh {argv[argv.index('--config') + 1]} (scripts/gpu-carry.sh {dataset} first)"
+info.update(dataset=dataset, command=command, commands=[command])
+(run / "run.json").write_text(json.dumps(info, indent=2) + "\n")
 print(f"{run}: ready to export ({len((run / 'metrics.jsonl').read_text().splitlines())} epochs)")
 PY
