@@ -55,6 +55,13 @@ def _setting(env: Mapping[str, str], name: str, default: float | None, kind: typ
     return value
 
 
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip() or "off"
+    if raw not in ("on", "off"):
+        raise ValueError(f"{name}={raw!r} must be 'on' or 'off'")
+    return raw == "on"
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the environment sets; the decoding fields are `Summarizer.summarize` arguments."""
@@ -71,10 +78,11 @@ class Settings:
     repeat_penalty: float
     end_penalty: float
     lead_bonus: float | None  # None: titles are the model's own
+    consensus: bool  # among the beams, the greedy title and the lead: the one the others agree with
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        return cls(
+        settings = cls(
             bundle=env.get("MODEL_BUNDLE", "").strip() or str(DEFAULT_BUNDLE),
             threads=_setting(env, "ENGINE_THREADS", 1),
             max_batch=_setting(env, "MAX_BATCH", 64),
@@ -88,13 +96,17 @@ class Settings:
             end_penalty=_setting(env, "END_PENALTY", DEFAULT_END_PENALTY, float, minimum=0),
             lead_bonus=(None if env.get("LEAD_BONUS", "").strip() == "off"
                         else _setting(env, "LEAD_BONUS", DEFAULT_LEAD_BONUS, float, minimum=-math.inf)),
+            consensus=_switch(env, "CONSENSUS"),
         )
+        if settings.consensus and settings.num_beams < 2:
+            raise ValueError("CONSENSUS=on chooses among beams: set NUM_BEAMS to 2 or more")
+        return settings
 
     def decoding(self) -> dict[str, Any]:
         return {"num_beams": self.num_beams, "max_length": self.max_length, "min_length": self.min_length,
                 "length_penalty": self.length_penalty, "no_repeat_ngram": self.no_repeat_ngram,
                 "repeat_penalty": self.repeat_penalty, "end_penalty": self.end_penalty,
-                "lead_bonus": self.lead_bonus}
+                "lead_bonus": self.lead_bonus, "consensus": self.consensus}
 
 
 def _json_bodies(request: dict) -> list[str]:

@@ -148,6 +148,10 @@ class IssueSummarizerRuntime(MLModel):
             "lead_bonus": (float, -10.0, 10.0),
         }
         options: dict[str, Any] = {}
+        if "consensus" in given:
+            if not isinstance(given["consensus"], bool):
+                raise BadRequest(f"parameter 'consensus' must be true or false, not {given['consensus']!r}")
+            options["consensus"] = given["consensus"]
         for name, (kind, low, high) in limits.items():
             if name not in given:
                 continue
@@ -166,6 +170,8 @@ class IssueSummarizerRuntime(MLModel):
         options.setdefault("num_beams", num_return)
         if num_return > options["num_beams"]:
             raise BadRequest(f"num_return ({num_return}) cannot exceed num_beams ({options['num_beams']})")
+        if options.get("consensus") and options["num_beams"] < 2:
+            raise BadRequest("consensus chooses among beams: set num_beams to 2 or more")
         if "max_length" in options and options.get("min_length", 0) > options["max_length"]:
             raise BadRequest("min_length cannot exceed max_length")
         return options

@@ -195,13 +195,19 @@ def _add_decoding(parser: argparse.ArgumentParser, defaults: DecodeConfig = EVAL
     group.add_argument("--lead-bonus", type=_lead_bonus, default=defaults.lead_bonus,
                        help="the body's lead sentence is the title when its mean log-probability per "
                             "token plus this beats the model's title ('off': never)")
+    group.add_argument("--consensus", action=argparse.BooleanOptionalAction, default=defaults.consensus,
+                       help="with beam search: the title among the beams, the greedy title and the lead "
+                            "that agrees most with the others, not the likeliest")
 
 
 def decode_config(args: argparse.Namespace) -> DecodeConfig:
-    return DecodeConfig(num_beams=args.beams, max_length=args.max_length, min_length=args.min_length,
-                        length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram,
-                        repeat_penalty=args.repeat_penalty, end_penalty=args.end_penalty,
-                        lead_bonus=args.lead_bonus)
+    try:
+        return DecodeConfig(num_beams=args.beams, max_length=args.max_length, min_length=args.min_length,
+                            length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram,
+                            repeat_penalty=args.repeat_penalty, end_penalty=args.end_penalty,
+                            lead_bonus=args.lead_bonus, consensus=args.consensus)
+    except ValueError as error:
+        raise UserError(f"decoding settings: {error}") from None
 
 
 def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +28,12 @@ from summarizer.decoding import (
     DEFAULT_REPEAT_PENALTY,
     Candidate,
     DecodeConfig,
-    search,
-    with_leads,
+    decode,
 )
 from summarizer.errors import UserError
 from summarizer.featurize import pad_rows
 from summarizer.lead import lead_tokens
-from summarizer.tokenization import special_ids, title_text
+from summarizer.tokenization import special_ids, title_text, title_words
 from summarizer.word_cache import WordCache
 
 BATCH = 64  # bodies run through the graphs together
@@ -124,18 +124,19 @@ class Summarizer:
                                               {"title": titles[part], "target": targets[part], **given})[0])
             return np.concatenate(parts)
 
-        start, end = self._special["start"], self._special["end"]
-        found = search(step, select, state, len(ids), start, end, config)
-        return with_leads(found, leads, score, start, end, self._special["pad"], config)
+        special = self._special["start"], self._special["end"], self._special["pad"]
+        words = partial(title_words, self._tokenizer)
+        return decode(step, select, state, leads, score, special, words, config)
 
     def _config(self, num_beams: int, num_return: int, max_length: int | None, min_length: int,
                 length_penalty: float, no_repeat_ngram: int, repeat_penalty: float,
-                end_penalty: float, lead_bonus: float | None) -> DecodeConfig:
+                end_penalty: float, lead_bonus: float | None, consensus: bool) -> DecodeConfig:
         try:
             return DecodeConfig(num_beams=num_beams, max_length=max_length or self.title_tokens - 2,
                                 min_length=min_length, length_penalty=length_penalty,
                                 no_repeat_ngram=no_repeat_ngram, repeat_penalty=repeat_penalty,
-                                end_penalty=end_penalty, num_return=num_return, lead_bonus=lead_bonus)
+                                end_penalty=end_penalty, num_return=num_return, lead_bonus=lead_bonus,
+                                consensus=consensus)
         except ValueError as error:
             raise UserError(f"decoding settings: {error}") from None
 
@@ -144,14 +145,14 @@ class Summarizer:
                    no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM,
                    repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
                    end_penalty: float = DEFAULT_END_PENALTY,
-                   lead_bonus: float | None = DEFAULT_LEAD_BONUS,
+                   lead_bonus: float | None = DEFAULT_LEAD_BONUS, consensus: bool = False,
                    cleaned: bool = False) -> list[list[Title]]:
         """The best `num_return` (default: all `num_beams`) titles per body, best first;
         `cleaned` bodies (a prepared dataset's text) are only tokenized."""
         if isinstance(bodies, str) or not all(isinstance(body, str) for body in bodies):
             raise UserError("bodies must be a list of strings")
         config = self._config(num_beams, num_return or num_beams, max_length, min_length, length_penalty,
-                              no_repeat_ngram, repeat_penalty, end_penalty, lead_bonus)
+                              no_repeat_ngram, repeat_penalty, end_penalty, lead_bonus, consensus)
         texts = list(bodies) if cleaned else self.cleaned(bodies)
         ids = self.body_ids(texts)
         leads = lead_tokens(self._tokenizer, texts, config)
@@ -169,8 +170,8 @@ class Summarizer:
                   no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM,
                   repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
                   end_penalty: float = DEFAULT_END_PENALTY,
-                  lead_bonus: float | None = DEFAULT_LEAD_BONUS) -> list[str]:
+                  lead_bonus: float | None = DEFAULT_LEAD_BONUS, consensus: bool = False) -> list[str]:
         """One title per body."""
         found = self.candidates(bodies, 1, num_beams, max_length, min_length, length_penalty, no_repeat_ngram,
-                                repeat_penalty, end_penalty, lead_bonus)
+                                repeat_penalty, end_penalty, lead_bonus, consensus)
         return [best[0].text for best in found]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import keras
@@ -19,14 +19,14 @@ from tokenizers import Tokenizer
 
 from summarizer import storage
 from summarizer.bundle import MANIFEST, verify
-from summarizer.decoding import DecodeConfig, Scorer, Select, Step, log_softmax, search, with_leads
+from summarizer.decoding import DecodeConfig, Scorer, Select, Step, decode, log_softmax
 from summarizer.engine import Summarizer
 from summarizer.errors import UserError
 from summarizer.featurize import encode_bodies
 from summarizer.lead import lead_tokens
 from summarizer.models import copy_head, inference_models, load_model
 from summarizer.progress import progress
-from summarizer.tokenization import special_ids, title_text
+from summarizer.tokenization import special_ids, title_text, title_words
 
 BATCH = 128  # bodies decoded together
 CHUNK = 1024  # bodies per engine call, between progress lines
@@ -99,9 +99,9 @@ class KerasTitler:
             rows = order[start:start + BATCH]
             width = max(int((ids[rows] != 0).sum(axis=1).max()), 1)
             body = ids[rows, :width]
-            results = search(step, select, encode(body), len(rows), special["start"], special["end"], config)
-            results = with_leads(results, [leads[row] for row in rows], self._scorer(body), special["start"],
-                                 special["end"], special["pad"], config)
+            results = decode(step, select, encode(body), [leads[row] for row in rows], self._scorer(body),
+                             (special["start"], special["end"], special["pad"]),
+                             partial(title_words, self.tokenizer), config)
             for row, result in zip(rows, results, strict=True):
                 found[row] = [(title_text(self.tokenizer, c.tokens), c.score) for c in result]
         return found

@@ -3,6 +3,7 @@ share its input and output embeddings). Byte-level means no text is ever unknown
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable
 
@@ -32,6 +33,11 @@ def title_text(tokenizer: Tokenizer, ids: list[int]) -> str:
     """A generated title's text. A byte-level model can stop or go astray inside a character's
     bytes; the decoder shows those as U+FFFD, which a title should never show."""
     return tokenizer.decode(ids).replace("\ufffd", "").strip()
+
+
+def title_words(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
+    """A title's words as ROUGE compares them: lowercase letters and digits."""
+    return re.findall(r"[^\W_]+", title_text(tokenizer, ids).lower())
 
 
 def special_ids(tokenizer: Tokenizer) -> dict[str, int]:

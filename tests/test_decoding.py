@@ -9,6 +9,7 @@ from summarizer.decoding import (
     Candidate,
     DecodeConfig,
     beam_search,
+    consensus,
     greedy,
     log_softmax,
     search,
@@ -178,6 +179,39 @@ def test_bad_configs_are_rejected() -> None:
         DecodeConfig(end_penalty=-0.5)
     with pytest.raises(ValueError, match="lead_bonus"):
         DecodeConfig(lead_bonus=float("nan"))
+    with pytest.raises(ValueError, match="consensus needs beam search"):
+        DecodeConfig(consensus=True)
+
+
+def candidate(*tokens: int) -> Candidate:
+    return Candidate(list(tokens), 0.0, 0.0)
+
+
+def words(tokens: list[int]) -> list[str]:
+    """Each token a word of its own."""
+    return [str(token) for token in tokens]
+
+
+def test_consensus_puts_the_title_the_others_agree_with_first() -> None:
+    """The likeliest title (first) is an outlier; [1, 2, 3] shares most with the others
+    (ROUGE-L F1 on tokens: 6/7 with [1, 2, 3, 4], 4/6 with [1, 2, 5])."""
+    pool = [candidate(7, 8), candidate(1, 2, 3), candidate(1, 2, 3, 4), candidate(1, 2, 5)]
+    assert [c.tokens for c in consensus(pool, 4, words)] == [[1, 2, 3], [7, 8], [1, 2, 3, 4], [1, 2, 5]]
+    assert [c.tokens for c in consensus(pool, 2, words)] == [[1, 2, 3], [7, 8]]
+
+
+def test_consensus_counts_a_repeated_title_twice_and_returns_it_once() -> None:
+    """Greedy search and the first beam often agree: that agreement is a vote."""
+    pool = [candidate(1, 2), candidate(5, 6, 7), candidate(5, 6, 7), candidate(1, 2, 9)]
+    assert [c.tokens for c in consensus(pool, 4, words)] == [[5, 6, 7], [1, 2], [1, 2, 9]]
+
+
+def test_consensus_compares_the_words_it_is_given() -> None:
+    """Different tokens that spell the same word agree (a word split in pieces two ways)."""
+    pool = [candidate(1), candidate(2), candidate(3)]
+    assert consensus(pool, 1, words)[0].tokens == [1]  # no agreement: the likeliest stays first
+    spelled = {1: ["other"], 2: ["same"], 3: ["same"]}
+    assert consensus(pool, 1, lambda tokens: spelled[tokens[0]])[0].tokens == [2]
 
 
 def test_titles_are_never_empty_by_default() -> None:

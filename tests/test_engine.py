@@ -103,15 +103,29 @@ def assert_same_titles(engine: Summarizer, expected: list[list[tuple[str, float]
                                [s for titles in expected for _, s in titles], atol=1e-4)
 
 
-@pytest.mark.parametrize("beams", [1, 3])
+@pytest.mark.parametrize(("beams", "consensus"), [(1, False), (3, False), (3, True)])
 @pytest.mark.parametrize("kind", VARIANTS)
-def test_titles_equal_keras_decoding(kind: str, beams: int, bundles: dict[str, Path]) -> None:
+def test_titles_equal_keras_decoding(kind: str, beams: int, consensus: bool,
+                                     bundles: dict[str, Path]) -> None:
     engine = Summarizer.load(bundles[kind], threads=1)
     config = DecodeConfig(num_beams=beams, num_return=beams, max_length=6, no_repeat_ngram=2,
-                          repeat_penalty=1.0, lead_bonus=1.0)
+                          repeat_penalty=1.0, lead_bonus=1.0, consensus=consensus)
     expected = keras_candidates(bundles[kind], engine, BODIES, config)
     assert len({titles[0][0] for titles in expected}) > 1  # the bodies get different titles
     assert_same_titles(engine, expected, BODIES, config)
+
+
+def test_consensus_chooses_among_the_beams_the_greedy_title_and_the_lead(bundles: dict[str, Path]) -> None:
+    engine = Summarizer.load(bundles["copy"], threads=1)
+    options = {"max_length": 6, "no_repeat_ngram": 2}
+    chosen = engine.candidates(BODIES, 3, 3, lead_bonus=0.0, consensus=True, **options)
+    beams = engine.candidates(BODIES, 3, 3, lead_bonus=None, **options)
+    greedy = engine.candidates(BODIES, 1, 1, lead_bonus=0.0, **options)
+    leads = engine.candidates(BODIES, 1, 1, lead_bonus=10.0, **options)  # the lead wherever there is one
+    for titles, beam, best, lead in zip(chosen, beams, greedy, leads, strict=True):
+        texts = [t.text for t in titles]
+        assert len(texts) == len(set(texts)) == 3
+        assert set(texts) <= {t.text for t in beam} | {best[0].text, lead[0].text}
 
 
 def real_bodies(shared_data: Path, count: int) -> list[str]:

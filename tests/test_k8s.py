@@ -43,8 +43,8 @@ IMAGE_ROOT = "/app"  # every recipe's WORKDIR holds the repository's layout
 # local folder here, more for 44 MB from gs:// and Python's imports on a busy node.
 MODEL_LOAD_SECONDS = 120
 # serving/microservice.py serve(models/default).peak_memory_bytes() per gunicorn worker, two
-# threads each decoding a batch of 64 (greedy, lead sentences weighed) at once, three times: 735 MiB.
-SELDON_PEAK_MIB = 740
+# threads each decoding a batch of 64 (greedy, lead sentences weighed) at once, three times: 825 MiB.
+SELDON_PEAK_MIB = 830
 EXECUTOR_PORT = 8000  # Seldon Core 1 serves a predictor's REST API on <deployment>-<predictor>:8000
 STORAGE_SETTINGS = ("RAW_ISSUES", "ISSUES", "DATASET", "RUN", "MODEL_BUNDLE")
 

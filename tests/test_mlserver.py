@@ -79,6 +79,13 @@ def test_column_input_and_beam_search(server: str, engine: Summarizer) -> None:
                                              end_penalty=2.5, lead_bonus=None)
 
 
+def test_consensus_candidates_equal_the_engine(server: str, engine: Summarizer) -> None:
+    response = _infer(server, {**_bodies(BODIES), "parameters": {"num_return": 3, "num_beams": 4,
+                                                                 "consensus": True}})
+    expected = engine.candidates(BODIES, num_return=3, num_beams=4, consensus=True)
+    assert _output(response, "candidates")["data"] == [title.text for row in expected for title in row]
+
+
 def test_a_high_lead_bonus_takes_each_bodys_lead_sentence(server: str) -> None:
     payload = {**_bodies(BODIES), "parameters": {"lead_bonus": 10}}
     titles = _output(_infer(server, payload), "title")["data"]
@@ -135,6 +142,10 @@ BAD_REQUESTS = {
                                    "'end_penalty' is 11: it must be between 0.0 and 10.0"),
     "lead bonus not a number": ({**_bodies(["a bug"]), "parameters": {"lead_bonus": "high"}}, 400,
                                 "parameter 'lead_bonus' must be a number"),
+    "consensus not a boolean": ({**_bodies(["a bug"]), "parameters": {"consensus": "yes"}}, 400,
+                                "parameter 'consensus' must be true or false"),
+    "consensus without beams": ({**_bodies(["a bug"]), "parameters": {"consensus": True}}, 400,
+                                "consensus chooses among beams: set num_beams to 2 or more"),
     "unknown output": ({**_bodies(["a bug"]), "outputs": [{"name": "summary"}]}, 400, "unknown output"),
 }
 

@@ -168,6 +168,8 @@ def test_tags_health_and_metadata(model: Any, engine: Summarizer) -> None:
     ("REPEAT_PENALTY", "-1", "REPEAT_PENALTY must be at least 0"),
     ("END_PENALTY", "-0.5", "END_PENALTY must be at least 0"),
     ("LEAD_BONUS", "on", "LEAD_BONUS='on' is not a number"),
+    ("CONSENSUS", "yes", "CONSENSUS='yes' must be 'on' or 'off'"),
+    ("CONSENSUS", "on", "CONSENSUS=on chooses among beams: set NUM_BEAMS to 2 or more"),
 ])
 def test_bad_settings_stop_the_start(model_module: types.ModuleType, name: str, value: str,
                                      message: str) -> None:
@@ -179,6 +181,17 @@ def test_lead_bonus_setting(model_module: types.ModuleType) -> None:
     assert model_module.Settings.from_env({}).lead_bonus == DEFAULT_LEAD_BONUS
     assert model_module.Settings.from_env({"LEAD_BONUS": "off"}).lead_bonus is None
     assert model_module.Settings.from_env({"LEAD_BONUS": "-0.5"}).lead_bonus == -0.5
+
+
+def test_consensus_setting_reaches_the_engine(model_module: types.ModuleType) -> None:
+    settings = model_module.Settings.from_env({"CONSENSUS": "on", "NUM_BEAMS": "4"})
+    assert not model_module.Settings.from_env({}).consensus and settings.decoding()["consensus"] is True
+    engine = Summarizer.load(BUNDLE, threads=1)
+    bodies = ["Hi all, the export button does nothing on Firefox 120. Clicking it shows no error.",
+              "Would be nice to support dark mode in the settings page, like the mobile app does."]
+    expected = [titles[0].text for titles in engine.candidates(bodies, 1, 4, consensus=True)]
+    assert len(expected) == 2 and all(expected)
+    assert engine.summarize(bodies, **settings.decoding()) == expected
 
 
 # --- the real microservice ------------------------------------------------------------------

@@ -208,7 +208,7 @@ def test_the_page_has_the_form_and_safe_headers(client: FlaskClient) -> None:
 def test_a_form_post_shows_the_title_candidates_and_time(client: FlaskClient, engine: Summarizer) -> None:
     response, page = post_form(client, "/", body=BODIES[0], title="pip install fails")
     assert response.status_code == 200
-    expected = engine.candidates([BODIES[0]], num_beams=4)[0]
+    expected = engine.candidates([BODIES[0]], num_beams=4, consensus=True)[0]
     assert page.shown("result") and not page.shown("error")
     assert page.text("suggested-title") == expected[0].text
     assert page.candidates == [c.text for c in expected]
@@ -283,7 +283,7 @@ def test_api_one_body_with_candidates(client: FlaskClient, engine: Summarizer) -
     answer = client.post("/api/summarize", json={"body": BODIES[1], "candidates": True})
     assert answer.status_code == 200
     data = answer.get_json()
-    expected = engine.candidates([BODIES[1]], num_beams=4)[0]
+    expected = engine.candidates([BODIES[1]], num_beams=4, consensus=True)[0]
     assert list(data) == ["title", "candidates", "model_version", "elapsed_ms"]
     assert data["title"] == expected[0].text
     assert [c["title"] for c in data["candidates"]] == [c.text for c in expected]
@@ -296,11 +296,11 @@ def test_api_one_body_with_candidates(client: FlaskClient, engine: Summarizer) -
 
 def test_api_batches(client: FlaskClient, engine: Summarizer) -> None:
     data = client.post("/api/summarize", json={"issues": [{"body": body} for body in BODIES]}).get_json()
-    assert data["titles"] == engine.summarize(BODIES, num_beams=4)
+    assert data["titles"] == engine.summarize(BODIES, num_beams=4, consensus=True)
     data = client.post("/api/summarize", json={"issues": [{"body": b} for b in BODIES], "num_beams": 2,
                                                "candidates": True}).get_json()
     assert [[c["title"] for c in row] for row in data["candidates"]] == \
-        [[t.text for t in row] for row in engine.candidates(BODIES, num_beams=2)]
+        [[t.text for t in row] for row in engine.candidates(BODIES, num_beams=2, consensus=True)]
     too_many = client.post("/api/summarize", json={"issues": [{"body": "a b c"}] * (MAX_BATCH + 1)})
     assert too_many.status_code == 413 and f"the limit is {MAX_BATCH}" in too_many.get_json()["error"]
 
@@ -420,7 +420,7 @@ def test_an_issue_url_is_fetched_from_the_api_host(client: FlaskClient, github: 
     before = len(github.requests)
     url = "https://github.com/octo-org/widgets/issues/7#issuecomment-2110044"
     data = client.post("/api/summarize", json={"url": url}).get_json()
-    assert data["title"] == engine.summarize([ISSUE_7["body"]], num_beams=4)[0]
+    assert data["title"] == engine.summarize([ISSUE_7["body"]], num_beams=4, consensus=True)[0]
     assert data["issue"] == {"url": "https://github.com/octo-org/widgets/issues/7", "title": ISSUE_7["title"],
                              "body": ISSUE_7["body"]}
     request = github.requests[before]
@@ -638,7 +638,7 @@ def test_in_front_of_mlserver_v2(serving_envs: None, make_app: Callable[..., Fla
         assert client.get("/healthz").get_json() == {"status": "ok", "model_version": engine.version,
                                                      "mode": "v2"}
         data = client.post("/api/summarize", json={"body": BODIES[0], "candidates": True}).get_json()
-        expected = engine.candidates([BODIES[0]], num_beams=4)[0]
+        expected = engine.candidates([BODIES[0]], num_beams=4, consensus=True)[0]
         assert [c["title"] for c in data["candidates"]] == [t.text for t in expected]
         scores = [c["score"] for c in data["candidates"]]
         assert scores == pytest.approx([t.score for t in expected], abs=1e-3)

@@ -35,7 +35,8 @@ class Backend(Protocol):
     mode: str  # embedded, seldon or v2
 
     def suggest(self, bodies: list[str], num_beams: int, num_return: int) -> Suggestions:
-        """Titles for `bodies`, up to `num_return` each from a beam search `num_beams` wide."""
+        """Titles for `bodies`, up to `num_return` each from a beam search `num_beams` wide
+        (the title the candidates agree on first: `DecodeConfig.consensus`)."""
         ...
 
     def health(self) -> str:
@@ -53,7 +54,8 @@ class EmbeddedBackend:
 
     def suggest(self, bodies: list[str], num_beams: int, num_return: int) -> Suggestions:
         try:
-            found = self.engine.candidates(bodies, num_return=num_return, num_beams=num_beams)
+            found = self.engine.candidates(bodies, num_return=num_return, num_beams=num_beams,
+                                           consensus=num_beams > 1)
         except UserError as error:
             raise WebError(str(error)) from None
         return Suggestions([[Candidate(title.text, title.score) for title in best] for best in found],
@@ -152,14 +154,14 @@ class V2Backend:
     def __init__(self, url: str, timeout: float) -> None:
         self.endpoint = _Endpoint(url, timeout)
 
-    def _infer(self, bodies: list[str], parameters: dict[str, int], outputs: list[str]) -> dict:
+    def _infer(self, bodies: list[str], parameters: dict[str, int | bool], outputs: list[str]) -> dict:
         return self.endpoint.call("POST", f"/v2/models/{V2_MODEL}/infer", {
             "inputs": [{"name": "body", "datatype": "BYTES", "shape": [len(bodies)], "data": bodies}],
             "parameters": parameters, "outputs": [{"name": name} for name in outputs]})
 
     def suggest(self, bodies: list[str], num_beams: int, num_return: int) -> Suggestions:
-        answer = self._infer(bodies, {"num_beams": num_beams, "num_return": num_return},
-                             ["candidates", "scores"])  # [N, num_return] each, best first
+        parameters = {"num_beams": num_beams, "num_return": num_return, "consensus": num_beams > 1}
+        answer = self._infer(bodies, parameters, ["candidates", "scores"])  # [N, num_return] each, best first
         try:
             outputs = {output["name"]: output["data"] for output in answer["outputs"]}
             texts, scores = outputs["candidates"], outputs["scores"]
