@@ -4,7 +4,7 @@ original example decoded (the baseline):
     .venv/bin/python benchmarks/serve.py [--model models/default] [--issues 200] [--baseline-issues 30]
 
 - engine latency, batch 1 on 1 thread: p50/p95 over `--issues` real issues, greedy and beam 4,
-  and greedy without weighing each body's lead sentence;
+  greedy without weighing each body's lead sentence, and beam 4 with consensus (the web page);
 - engine throughput, batches of 64 on 2 threads (issues/s), and the same without weighing
   each body's lead sentence (what that costs);
 - the baseline: the same model's Keras halves, one `predict` for the encoder and one more for
@@ -124,12 +124,14 @@ def main() -> None:
     timed = bodies[: args.issues]
     print(f"model {args.model}, {len(timed)} real issues, {os.cpu_count()} CPUs")
     one = Summarizer.load(args.model, threads=1)
-    greedy, greedy_alone, beam = latencies(lambda body: one.summarize([body]),
-                                           lambda body: one.summarize([body], lead_bonus=None),
-                                           lambda body: one.summarize([body], num_beams=4), bodies=timed)
+    greedy, greedy_alone, beam, agreed = latencies(
+        lambda body: one.summarize([body]), lambda body: one.summarize([body], lead_bonus=None),
+        lambda body: one.summarize([body], num_beams=4),
+        lambda body: one.summarize([body], num_beams=4, consensus=True), bodies=timed)
     print(f"engine, batch 1, 1 thread, greedy   {percentiles(greedy)}")
     print(f"  greedy without lead sentences     {percentiles(greedy_alone)} (LEAD_BONUS=off)")
     print(f"engine, batch 1, 1 thread, beam 4   {percentiles(beam)}")
+    print(f"  beam 4 with consensus (web page)  {percentiles(agreed)}")
 
     two = Summarizer.load(args.model, threads=2)
     two.summarize(bodies[:64])
