@@ -13,11 +13,14 @@ export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 out=${OUT:?set OUT to the folder that comes back}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -m training.carry unpack .carry/dataset /tmp/dataset
+# One run folder per config: the same command again on a still-warm machine continues its
+# run, and another config starts its own instead of being refused.
+run=/tmp/runs/$(basename "$config" .toml)
 # max_minutes ends the run between epochs; should an epoch still run past the command's
 # 10 minutes, Ctrl-C stops it and model.keras holds the best epoch so far.
 timeout -s INT -k 30 500 python3 -m summarizer.cli train --config "$config" \
-    dataset=/tmp/dataset output=/tmp/run 2>&1 | tee "$out/train.log" \
+    dataset=/tmp/dataset output="$run" 2>&1 | tee "$out/train.log" \
     || echo "training stopped before its end (exit $?): bringing back the best epoch so far"
-cp /tmp/run/config.json /tmp/run/run.json /tmp/run/metrics.jsonl /tmp/run/tokenizer.json "$out/"
-split -b 15m -d /tmp/run/model.keras "$out/model.keras.part-"
+cp "$run"/config.json "$run"/run.json "$run"/metrics.jsonl "$run"/tokenizer.json "$out/"
+split -b 15m -d "$run"/model.keras "$out/model.keras.part-"
 ls -la "$out"
