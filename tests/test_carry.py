@@ -1,16 +1,22 @@
-"""Packing a dataset for a lent GPU machine: unpacked, training reads the same batches."""
+"""Packing a dataset for a lent GPU machine: unpacked, training reads the same batches; what
+the machine sends back becomes a run folder here (scripts/gpu-fetch.sh)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TinyRun
 
 from summarizer.batches import TitleBatches
 from summarizer.dataset import open_dataset
 from training.carry import ARRAYS, main
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_unpacked_dataset_gives_the_same_batches(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -38,3 +44,51 @@ def test_unpacked_dataset_gives_the_same_batches(tiny_dataset: Path, tmp_path: P
 def test_unfinished_dataset_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pack", str(tmp_path), str(tmp_path / "packed"), "--body-len", "32"]) == 1
     assert capsys.readouterr().err.startswith(f"carry: error: {tmp_path}: not a finished dataset")
+
+
+def _device_output(run: Path, files: Path) -> None:
+    """What scripts/gpu-train.sh leaves in $OUT, from a finished run: the model in parts and
+    the run's files, as the device's module call recorded them."""
+    files.mkdir()
+    for name in ("metrics.jsonl", "tokenizer.json"):
+        shutil.copyfile(run / name, files / name)
+    config = json.loads((run / "config.json").read_text())
+    (files / "config.json").write_text(json.dumps({**config, "dataset": "/tmp/dataset"}))
+    info = json.loads((run / "run.json").read_text())
+    command = "cli.py train --config configs/transformer-gpu.toml dataset=/tmp/dataset output=/tmp/runs/x"
+    (files / "run.json").write_text(json.dumps({**info, "dataset": "/tmp/dataset", "command": command}))
+    model = (run / "model.keras").read_bytes()
+    half = len(model) // 2
+    (files / "model.keras.part-00").write_bytes(model[:half])
+    (files / "model.keras.part-01").write_bytes(model[half:])
+
+
+def _fetch(files: Path, run: Path, dataset: Path) -> subprocess.CompletedProcess[str]:
+    script = REPO / "scripts" / "gpu-fetch.sh"
+    return subprocess.run(["bash", str(script), str(files), str(run), str(dataset)], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_gpu_fetch_makes_the_device_output_a_run_folder(tiny_run: TinyRun, tiny_dataset: Path,
+                                                        tmp_path: Path) -> None:
+    _device_output(tiny_run.folder, tmp_path / "files")
+    result = _fetch(tmp_path / "files", tmp_path / "run", tiny_dataset)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    assert (run / "model.keras").read_bytes() == (tiny_run.folder / "model.keras").read_bytes()
+    assert json.loads((run / "config.json").read_text())["dataset"] == str(tiny_dataset)
+    info = json.loads((run / "run.json").read_text())
+    command = (f"bash scripts/gpu-train.sh configs/transformer-gpu.toml "
+               f"(scripts/gpu-carry.sh {tiny_dataset} first)")
+    assert info["command"] == command and info["commands"] == [command]
+    assert info["dataset"] == str(tiny_dataset)
+
+
+def test_gpu_fetch_refuses_other_data(tiny_run: TinyRun, tmp_path: Path) -> None:
+    _device_output(tiny_run.folder, tmp_path / "files")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dataset.json").write_text(json.dumps({"fingerprint": "0" * 64}))
+    result = _fetch(tmp_path / "files", tmp_path / "run", other)
+    assert result.returncode != 0
+    assert f"{other} is not the data this run trained on (fingerprint 000000000000" in result.stderr
