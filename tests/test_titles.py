@@ -120,7 +120,7 @@ def test_greedy_titles_are_one_beam_search(titlers: dict[str, KerasTitler], kind
     assert search(titler, BODIES, config, beam=True) == greedy_found
     titles = titler.titles([*BODIES, ""], config)
     assert all(isinstance(title, str) for title in titles)  # an empty body gets one too
-    assert titles[:-1] == [titler.tokenizer.decode(found[0].tokens).strip() for found in greedy_found]
+    assert titles[:-1] == [title_text(titler.tokenizer, found[0].tokens) for found in greedy_found]
     # Bodies are decoded in batches sorted by length: each title still lands on its own body.
     assert [titler.titles([body], config)[0] for body in BODIES] == titles[:-1]
 
