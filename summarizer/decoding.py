@@ -237,8 +237,12 @@ def with_leads(found: list[list[Candidate]], leads: Sequence[Sequence[int]], sco
     every position at once as in training (teacher forcing)."""
     if config.lead_bonus is None:
         return found
+    return _leads_first(found, _scored_leads(leads, score, start_id, end_id, pad_id, config), config)
+
+
+def _leads_first(found: list[list[Candidate]], scored: list[Candidate | None],
+                 config: DecodeConfig) -> list[list[Candidate]]:
     chosen = []
-    scored = _scored_leads(leads, score, start_id, end_id, pad_id, config)
     for titles_found, lead in zip(found, scored, strict=True):
         if lead is not None and lead.likelihood + config.lead_bonus > titles_found[0].likelihood:
             titles_found = [lead, *(t for t in titles_found if t.tokens != lead.tokens)][:config.num_return]
@@ -307,10 +311,11 @@ def decode(step: Step, select: Select, state: Any, leads: Sequence[Sequence[int]
     every_beam = replace(config, num_return=config.num_beams)
     beams = search(step, select, state, len(leads), start_id, end_id, every_beam)
     alone = replace(config, num_beams=1, num_return=1, consensus=False)
-    greedy_found = with_leads(search(step, select, state, len(leads), start_id, end_id, alone), leads, score,
-                              start_id, end_id, pad_id, alone)
-    scored = (_scored_leads(leads, score, start_id, end_id, pad_id, config) if config.lead_bonus is not None
-              else [None] * len(leads))
+    greedy_found = search(step, select, state, len(leads), start_id, end_id, alone)
+    scored: list[Candidate | None] = [None] * len(leads)
+    if config.lead_bonus is not None:  # each lead scored once: weighed against greedy, then in the pool
+        scored = _scored_leads(leads, score, start_id, end_id, pad_id, config)
+        greedy_found = _leads_first(greedy_found, scored, alone)
     return [consensus([*found, *best, *([lead] if lead else [])], config.num_return, words)
             for found, best, lead in zip(beams, greedy_found, scored, strict=True)]
 
