@@ -4,7 +4,8 @@ original example decoded (the baseline):
     .venv/bin/python benchmarks/serve.py [--model models/default] [--issues 200] [--baseline-issues 30]
 
 - engine latency, batch 1 on 1 thread: p50/p95 over `--issues` real issues, greedy and beam 4,
-  greedy without weighing each body's lead sentence, and beam 4 with consensus (the web page);
+  greedy without weighing each body's lead sentence, beam 4 with consensus, and beam 4 with
+  consensus over 32 sampled titles too (the web page);
 - engine throughput, batches of 64 on 2 threads (issues/s), and the same without weighing
   each body's lead sentence (what that costs);
 - the baseline: the same model's Keras halves, one `predict` for the encoder and one more for
@@ -124,14 +125,16 @@ def main() -> None:
     timed = bodies[: args.issues]
     print(f"model {args.model}, {len(timed)} real issues, {os.cpu_count()} CPUs")
     one = Summarizer.load(args.model, threads=1)
-    greedy, greedy_alone, beam, agreed = latencies(
+    greedy, greedy_alone, beam, agreed, sampled = latencies(
         lambda body: one.summarize([body]), lambda body: one.summarize([body], lead_bonus=None),
         lambda body: one.summarize([body], num_beams=4),
-        lambda body: one.summarize([body], num_beams=4, consensus=True), bodies=timed)
+        lambda body: one.summarize([body], num_beams=4, consensus=True),
+        lambda body: one.summarize([body], num_beams=4, consensus=True, samples=32), bodies=timed)
     print(f"engine, batch 1, 1 thread, greedy   {percentiles(greedy)}")
     print(f"  greedy without lead sentences     {percentiles(greedy_alone)} (LEAD_BONUS=off)")
     print(f"engine, batch 1, 1 thread, beam 4   {percentiles(beam)}")
-    print(f"  beam 4 with consensus (web page)  {percentiles(agreed)}")
+    print(f"  beam 4 with consensus             {percentiles(agreed)}")
+    print(f"  ... and 32 samples (web page)     {percentiles(sampled)}")
 
     two = Summarizer.load(args.model, threads=2)
     two.summarize(bodies[:64])

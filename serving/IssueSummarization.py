@@ -78,7 +78,8 @@ class Settings:
     repeat_penalty: float
     end_penalty: float
     lead_bonus: float | None  # None: titles are the model's own
-    consensus: bool  # among the beams, the greedy title and the lead: the one the others agree with
+    consensus: bool  # of the beams, greedy title, lead and samples: the one the others agree with
+    samples: int  # titles sampled for the consensus
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -97,16 +98,19 @@ class Settings:
             lead_bonus=(None if env.get("LEAD_BONUS", "").strip() == "off"
                         else _setting(env, "LEAD_BONUS", DEFAULT_LEAD_BONUS, float, minimum=-math.inf)),
             consensus=_switch(env, "CONSENSUS"),
+            samples=_setting(env, "SAMPLES", 0, minimum=0),
         )
-        if settings.consensus and settings.num_beams < 2:
-            raise ValueError("CONSENSUS=on chooses among beams: set NUM_BEAMS to 2 or more")
+        if settings.samples and not settings.consensus:
+            raise ValueError("SAMPLES only serve the consensus: set CONSENSUS=on, or SAMPLES=0")
+        if settings.consensus and settings.num_beams < 2 and settings.samples < 2:
+            raise ValueError("CONSENSUS=on needs titles to choose among: NUM_BEAMS or SAMPLES of 2 or more")
         return settings
 
     def decoding(self) -> dict[str, Any]:
         return {"num_beams": self.num_beams, "max_length": self.max_length, "min_length": self.min_length,
                 "length_penalty": self.length_penalty, "no_repeat_ngram": self.no_repeat_ngram,
                 "repeat_penalty": self.repeat_penalty, "end_penalty": self.end_penalty,
-                "lead_bonus": self.lead_bonus, "consensus": self.consensus}
+                "lead_bonus": self.lead_bonus, "consensus": self.consensus, "samples": self.samples}
 
 
 def _json_bodies(request: dict) -> list[str]:

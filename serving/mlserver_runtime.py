@@ -37,6 +37,7 @@ from summarizer.errors import UserError
 INPUT = "body"
 OUTPUTS = ("title", "candidates", "scores")
 MAX_BEAMS = 16
+MAX_SAMPLES = 64  # each sampled title costs about one greedy title
 
 
 class BadRequest(MLServerError):
@@ -146,6 +147,7 @@ class IssueSummarizerRuntime(MLModel):
             "repeat_penalty": (float, 0.0, 10.0),
             "end_penalty": (float, 0.0, 10.0),
             "lead_bonus": (float, -10.0, 10.0),
+            "samples": (int, 0, MAX_SAMPLES),
         }
         options: dict[str, Any] = {}
         if "consensus" in given:
@@ -170,8 +172,10 @@ class IssueSummarizerRuntime(MLModel):
         options.setdefault("num_beams", num_return)
         if num_return > options["num_beams"]:
             raise BadRequest(f"num_return ({num_return}) cannot exceed num_beams ({options['num_beams']})")
-        if options.get("consensus") and options["num_beams"] < 2:
-            raise BadRequest("consensus chooses among beams: set num_beams to 2 or more")
+        if options.get("samples") and not options.get("consensus"):
+            raise BadRequest("sampled titles only serve the consensus: set consensus true, or samples 0")
+        if options.get("consensus") and options["num_beams"] < 2 and options.get("samples", 0) < 2:
+            raise BadRequest("consensus needs titles to choose among: set num_beams or samples to 2 or more")
         if "max_length" in options and options.get("min_length", 0) > options["max_length"]:
             raise BadRequest("min_length cannot exceed max_length")
         return options

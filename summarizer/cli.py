@@ -196,8 +196,10 @@ def _add_decoding(parser: argparse.ArgumentParser, defaults: DecodeConfig = EVAL
                        help="the body's lead sentence is the title when its mean log-probability per "
                             "token plus this beats the model's title ('off': never)")
     group.add_argument("--consensus", action=argparse.BooleanOptionalAction, default=defaults.consensus,
-                       help="with beam search: the title among the beams, the greedy title and the lead "
+                       help="the title among the beams, the greedy title, the lead and the --samples "
                             "that agrees most with the others, not the likeliest")
+    group.add_argument("--samples", type=_at_least(0, "a whole number, 0 or more"), default=defaults.samples,
+                       help="with --consensus: titles sampled from the model for it to weigh (0: none)")
 
 
 def decode_config(args: argparse.Namespace) -> DecodeConfig:
@@ -205,7 +207,7 @@ def decode_config(args: argparse.Namespace) -> DecodeConfig:
         return DecodeConfig(num_beams=args.beams, max_length=args.max_length, min_length=args.min_length,
                             length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram,
                             repeat_penalty=args.repeat_penalty, end_penalty=args.end_penalty,
-                            lead_bonus=args.lead_bonus, consensus=args.consensus)
+                            lead_bonus=args.lead_bonus, consensus=args.consensus, samples=args.samples)
     except ValueError as error:
         raise UserError(f"decoding settings: {error}") from None
 

@@ -13,6 +13,7 @@ when serving), so the same inputs give the same titles everywhere. An engine sup
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,6 +32,11 @@ DEFAULT_REPEAT_PENALTY = 2.0  # nor one word twice (1.0: 22.81, more repeating t
 DEFAULT_END_PENALTY = 1.0  # greedy titles end early otherwise
 # The lead sentence wins only where the model finds it at least as likely as its own title.
 DEFAULT_LEAD_BONUS = 0.0
+# A sampled title's tokens are drawn from those at least this likely: rarer ones are mostly the
+# model's noise. On 1,000 dev issues, consensus over 4 beams, the greedy title, the lead and 12
+# samples gave ROUGE-L 25.09 with a floor of 0.02 (T 0.7 with no floor: 24.83); without samples, 23.64.
+SAMPLE_FLOOR = 0.02
+SAMPLED_TOGETHER = 256  # sampled rows decoded at once: each holds its body's keys and values
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,10 @@ class DecodeConfig:
     # None: off. Else the body's lead sentence (see `lead`) comes first when its mean
     # log-probability per token plus this bonus beats the best title's (penalties left out).
     lead_bonus: float | None = None
-    # Pick among the beams, the greedy title and the lead (when on) the one most like the
-    # others (see `consensus`), instead of the likeliest.
+    # Pick among the beams, the greedy title, the lead (when on) and `samples` sampled titles
+    # the one most like the others (see `consensus`), instead of the likeliest.
     consensus: bool = False
+    samples: int = 0  # titles drawn from the model (see `sample`) for the consensus to weigh
 
     def __post_init__(self) -> None:
         if self.num_beams < 1 or self.max_length < 1 or self.min_length < 0:
@@ -59,8 +66,12 @@ class DecodeConfig:
             raise ValueError("lead_bonus must be a finite number (or None: off)")
         if not 1 <= self.num_return <= self.num_beams:
             raise ValueError("num_return must be between 1 and num_beams")
-        if self.consensus and self.num_beams < 2:
-            raise ValueError("consensus needs beam search (num_beams at least 2) to choose among")
+        if self.samples < 0:
+            raise ValueError("samples must be at least 0")
+        if self.samples and not self.consensus:
+            raise ValueError("sampled titles only serve the consensus: turn consensus on, or samples to 0")
+        if self.consensus and self.num_beams < 2 and self.samples < 2:
+            raise ValueError("consensus needs titles to choose among: num_beams or samples at least 2")
 
 
 SERVING_DECODING = DecodeConfig(no_repeat_ngram=DEFAULT_NO_REPEAT_NGRAM,
@@ -116,11 +127,44 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(top, np.argsort(-picked, axis=-1, kind="stable"), axis=-1)
 
 
+Choose = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (log_probs, inputs, length) -> tokens
+
+
 def greedy(step: Step, select: Select, state: Any, batch: int, start_id: int, end_id: int,
            config: DecodeConfig) -> list[Candidate]:
-    """The most likely next token at every step, for each of `batch` inputs. Finished inputs
-    leave the batch, so a long title does not keep every other row decoding; they leave a few
-    at a time, since each leaving copies the whole state (the body's keys and values)."""
+    """The most likely next token at every step, for each of `batch` inputs."""
+    return _one_each(step, select, state, batch, start_id, end_id, config,
+                     lambda log_probs, inputs, length: log_probs.argmax(axis=-1))
+
+
+def sample(step: Step, select: Select, state: Any, batch: int, start_id: int, end_id: int,
+           config: DecodeConfig, uniforms: np.ndarray) -> list[Candidate]:
+    """A title drawn from the model for each of `batch` inputs: each token from those at least
+    `SAMPLE_FLOOR` likely after the penalties, in proportion to that. `uniforms` `[batch, max_length]`
+    in [0, 1) decide each draw, so a caller that seeds them per input gets the same titles for
+    an input whatever else shares its batch."""
+    def draw(log_probs: np.ndarray, inputs: np.ndarray, length: int) -> np.ndarray:
+        # The steps give normalized log-probabilities, which the penalties only lower: so only a
+        # few tokens (at most 1 / SAMPLE_FLOOR a row) are above the floor; the likeliest always is.
+        top = log_probs.max(axis=-1)
+        rows, tokens = np.nonzero(log_probs >= np.minimum(math.log(SAMPLE_FLOOR), top)[:, None])
+        cumulative = np.cumsum(np.exp(log_probs[rows, tokens], dtype=np.float64))
+        starts = np.searchsorted(rows, np.arange(len(log_probs)))  # each row's first kept token
+        before = np.r_[0.0, cumulative][starts]
+        last = np.r_[starts[1:], len(rows)] - 1
+        row_sums = cumulative[last] - before
+        targets = before + uniforms[inputs, length] * row_sums
+        picked = np.minimum(np.searchsorted(cumulative, targets, side="right"), last)
+        return tokens[picked]
+
+    return _one_each(step, select, state, batch, start_id, end_id, config, draw)
+
+
+def _one_each(step: Step, select: Select, state: Any, batch: int, start_id: int, end_id: int,
+              config: DecodeConfig, choose: Choose) -> list[Candidate]:
+    """One title per input, `choose` picking each next token. Finished inputs leave the batch,
+    so a long title does not keep every other row decoding; they leave a few at a time, since
+    each leaving copies the whole state (the body's keys and values)."""
     history: list[list[int]] = [[] for _ in range(batch)]
     scores, raw_scores = np.zeros(batch), np.zeros(batch)
     ended = np.zeros(batch, dtype=bool)
@@ -132,7 +176,7 @@ def greedy(step: Step, select: Select, state: Any, batch: int, start_id: int, en
         raw = np.asarray(raw, dtype=np.float32)
         # Indexing copies the rows, so the penalties leave `raw` as the model gave it.
         log_probs = _ban(raw[live], [history[row] for row in rows[live]], length, end_id, config)
-        chosen = log_probs.argmax(axis=-1)
+        chosen = choose(log_probs, rows[live], length)
         scores[rows[live]] += log_probs[np.arange(len(live)), chosen]
         raw_scores[rows[live]] += raw[live, chosen]
         stops = chosen == end_id
@@ -288,9 +332,14 @@ def consensus(pool: list[Candidate], num_return: int, words: Words) -> list[Cand
     """Minimum Bayes risk: the candidate whose words overlap most with all the others' comes
     first (a title that several searches agree on), then the rest in their order, once each.
     Repeats vote twice. Words, not tokens: a long word split in pieces would weigh more."""
-    split = [words(candidate.tokens) for candidate in pool]
-    agreement = [sum(_overlap(a, b) for j, b in enumerate(split) if j != i) for i, a in enumerate(split)]
-    best = pool[int(np.argmax(agreement))]
+    split = [tuple(words(candidate.tokens)) for candidate in pool]
+    distinct = list(dict.fromkeys(split))  # samples often repeat: each pair is compared once
+    votes = np.array([split.count(title) for title in distinct], dtype=np.float64)
+    overlaps = np.eye(len(distinct)) * (np.array([len(title) for title in distinct]) > 0)
+    for i, j in zip(*np.triu_indices(len(distinct), 1), strict=True):
+        overlaps[i, j] = overlaps[j, i] = _overlap(distinct[i], distinct[j])
+    agreement = overlaps @ votes - np.diag(overlaps)  # with every other candidate, not itself
+    best = pool[split.index(distinct[int(np.argmax(agreement))])]
     ordered, seen = [best], {tuple(best.tokens)}
     for candidate in pool:
         if tuple(candidate.tokens) not in seen:
@@ -303,21 +352,46 @@ def decode(step: Step, select: Select, state: Any, leads: Sequence[Sequence[int]
            special: tuple[int, int, int], words: Words, config: DecodeConfig) -> list[list[Candidate]]:
     """Titles for a batch of inputs (`special`: start, end and pad ids): search, then the leads
     weighed (`with_leads`), or with `config.consensus` the consensus of the beams, the greedy
-    title (weighed against the lead) and the lead."""
+    title (weighed against the lead), the lead and the sampled titles."""
     start_id, end_id, pad_id = special
     if not config.consensus:
         found = search(step, select, state, len(leads), start_id, end_id, config)
         return with_leads(found, leads, score, start_id, end_id, pad_id, config)
-    every_beam = replace(config, num_return=config.num_beams)
-    beams = search(step, select, state, len(leads), start_id, end_id, every_beam)
-    alone = replace(config, num_beams=1, num_return=1, consensus=False)
-    greedy_found = search(step, select, state, len(leads), start_id, end_id, alone)
-    scored: list[Candidate | None] = [None] * len(leads)
+    batch = len(leads)
+    alone = replace(config, num_beams=1, num_return=1, consensus=False, samples=0)
+    greedy_found = search(step, select, state, batch, start_id, end_id, alone)
+    beams: list[list[Candidate]] = [[] for _ in range(batch)]
+    if config.num_beams > 1:
+        beams = search(step, select, state, batch, start_id, end_id,
+                       replace(config, num_return=config.num_beams))
+    # Seeded by each input's greedy title: the same body gets the same samples in any batch.
+    drawn = _samples(step, select, state, [best.tokens for [best] in greedy_found], start_id, end_id, config)
+    scored: list[Candidate | None] = [None] * batch
     if config.lead_bonus is not None:  # each lead scored once: weighed against greedy, then in the pool
         scored = _scored_leads(leads, score, start_id, end_id, pad_id, config)
         greedy_found = _leads_first(greedy_found, scored, alone)
-    return [consensus([*found, *best, *([lead] if lead else [])], config.num_return, words)
-            for found, best, lead in zip(beams, greedy_found, scored, strict=True)]
+    return [consensus([*found, *best, *([lead] if lead else []), *extra], config.num_return, words)
+            for found, best, lead, extra in zip(beams, greedy_found, scored, drawn, strict=True)]
+
+
+def _samples(step: Step, select: Select, state: Any, seeds: list[list[int]], start_id: int, end_id: int,
+             config: DecodeConfig) -> list[list[Candidate]]:
+    """`config.samples` sampled titles per input, a few inputs at a time (each sample holds a
+    copy of its body's state), each input's draws seeded by the tokens in `seeds`."""
+    drawn: list[list[Candidate]] = [[] for _ in seeds]
+    if not config.samples:
+        return drawn
+    together = max(SAMPLED_TOGETHER // config.samples, 1)
+    for begin in range(0, len(seeds), together):
+        inputs = np.arange(begin, min(begin + together, len(seeds)))
+        uniforms = np.concatenate([
+            np.random.default_rng(zlib.crc32(np.asarray(seeds[i], dtype=np.int64).tobytes()))
+            .random((config.samples, config.max_length)) for i in inputs])
+        found = sample(step, select, select(state, np.repeat(inputs, config.samples)),
+                       len(inputs) * config.samples, start_id, end_id, config, uniforms)
+        for k, i in enumerate(inputs):
+            drawn[i] = found[k * config.samples:(k + 1) * config.samples]
+    return drawn
 
 
 def search(step: Step, select: Select, state: Any, batch: int, start_id: int, end_id: int,

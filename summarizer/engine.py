@@ -130,13 +130,13 @@ class Summarizer:
 
     def _config(self, num_beams: int, num_return: int, max_length: int | None, min_length: int,
                 length_penalty: float, no_repeat_ngram: int, repeat_penalty: float,
-                end_penalty: float, lead_bonus: float | None, consensus: bool) -> DecodeConfig:
+                end_penalty: float, lead_bonus: float | None, consensus: bool, samples: int) -> DecodeConfig:
         try:
             return DecodeConfig(num_beams=num_beams, max_length=max_length or self.title_tokens - 2,
                                 min_length=min_length, length_penalty=length_penalty,
                                 no_repeat_ngram=no_repeat_ngram, repeat_penalty=repeat_penalty,
                                 end_penalty=end_penalty, num_return=num_return, lead_bonus=lead_bonus,
-                                consensus=consensus)
+                                consensus=consensus, samples=samples)
         except ValueError as error:
             raise UserError(f"decoding settings: {error}") from None
 
@@ -146,13 +146,13 @@ class Summarizer:
                    repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
                    end_penalty: float = DEFAULT_END_PENALTY,
                    lead_bonus: float | None = DEFAULT_LEAD_BONUS, consensus: bool = False,
-                   cleaned: bool = False) -> list[list[Title]]:
+                   samples: int = 0, cleaned: bool = False) -> list[list[Title]]:
         """The best `num_return` (default: all `num_beams`) titles per body, best first;
         `cleaned` bodies (a prepared dataset's text) are only tokenized."""
         if isinstance(bodies, str) or not all(isinstance(body, str) for body in bodies):
             raise UserError("bodies must be a list of strings")
         config = self._config(num_beams, num_return or num_beams, max_length, min_length, length_penalty,
-                              no_repeat_ngram, repeat_penalty, end_penalty, lead_bonus, consensus)
+                              no_repeat_ngram, repeat_penalty, end_penalty, lead_bonus, consensus, samples)
         texts = list(bodies) if cleaned else self.cleaned(bodies)
         ids = self.body_ids(texts)
         leads = lead_tokens(self._tokenizer, texts, config)
@@ -170,8 +170,9 @@ class Summarizer:
                   no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM,
                   repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
                   end_penalty: float = DEFAULT_END_PENALTY,
-                  lead_bonus: float | None = DEFAULT_LEAD_BONUS, consensus: bool = False) -> list[str]:
+                  lead_bonus: float | None = DEFAULT_LEAD_BONUS, consensus: bool = False,
+                  samples: int = 0) -> list[str]:
         """One title per body."""
         found = self.candidates(bodies, 1, num_beams, max_length, min_length, length_penalty, no_repeat_ngram,
-                                repeat_penalty, end_penalty, lead_bonus, consensus)
+                                repeat_penalty, end_penalty, lead_bonus, consensus, samples)
         return [best[0].text for best in found]

@@ -43,6 +43,7 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "browser"
 REAL_ISSUES = REPO_ROOT.parent / "shared" / "data" / "github-issues.jsonl.gz"
 NUM_BEAMS = 4
+SAMPLES = 8  # titles sampled for the consensus (fewer than the app's default: quicker)
 ISSUE_URL = "https://github.com/octo-org/widgets/issues/42"
 
 BODY = ("Saving a project with a name that contains a colon fails with `OSError: [Errno 22] Invalid "
@@ -134,7 +135,7 @@ def engine() -> Summarizer:
 @pytest.fixture(scope="module")
 def expected(engine: Summarizer) -> Callable[[str], list[Title]]:
     """The engine's candidates for a body, best first, decoded as the app decodes."""
-    return lambda body: engine.candidates([body], num_beams=NUM_BEAMS, consensus=True)[0]
+    return lambda body: engine.candidates([body], num_beams=NUM_BEAMS, consensus=True, samples=SAMPLES)[0]
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +150,8 @@ def feedback_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _settings(**extra: str) -> dict[str, str]:
-    return {"SUMMARIZER_MODEL": str(BUNDLE), "NUM_BEAMS": str(NUM_BEAMS), "SECRET_KEY": "browser-tests",
-            **extra}
+    return {"SUMMARIZER_MODEL": str(BUNDLE), "NUM_BEAMS": str(NUM_BEAMS), "CONSENSUS_SAMPLES": str(SAMPLES),
+            "SECRET_KEY": "browser-tests", **extra}
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,8 @@ def app_on_seldon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     the script users run builds it (a no-op once built)."""
     build_serving_environment("seldon")
     folder = tmp_path_factory.mktemp("seldon")
-    seldon_env = {"NUM_BEAMS": str(NUM_BEAMS), "CONSENSUS": "on"}  # as the page decodes in-process
+    # as the page decodes in-process
+    seldon_env = {"NUM_BEAMS": str(NUM_BEAMS), "CONSENSUS": "on", "SAMPLES": str(SAMPLES)}
     with serve(BUNDLE, env=seldon_env) as service, running_app(_settings(
             SUMMARIZER_URL=service.url, SUMMARIZER_PROTOCOL="seldon",
             FEEDBACK_DB=str(folder / "feedback.sqlite3"))) as running:
@@ -339,7 +341,7 @@ def test_the_real_seldon_microservice_gives_the_same_title(
     page = open_page()
     page.goto(app_on_seldon.url + "/")
     _summarize(page, BODY)
-    expected = engine.summarize([BODY], num_beams=NUM_BEAMS, consensus=True)[0]
+    expected = engine.summarize([BODY], num_beams=NUM_BEAMS, consensus=True, samples=SAMPLES)[0]
     expect(page.locator("#suggested-title")).to_have_text(expected)
     expect(page.locator("#error")).to_be_hidden()
 

@@ -10,8 +10,10 @@ from summarizer.decoding import (
     DecodeConfig,
     beam_search,
     consensus,
+    decode,
     greedy,
     log_softmax,
+    sample,
     search,
     with_leads,
 )
@@ -179,8 +181,15 @@ def test_bad_configs_are_rejected() -> None:
         DecodeConfig(end_penalty=-0.5)
     with pytest.raises(ValueError, match="lead_bonus"):
         DecodeConfig(lead_bonus=float("nan"))
-    with pytest.raises(ValueError, match="consensus needs beam search"):
+    with pytest.raises(ValueError, match="consensus needs titles to choose among"):
         DecodeConfig(consensus=True)
+    with pytest.raises(ValueError, match="consensus needs titles to choose among"):
+        DecodeConfig(consensus=True, samples=1)
+    with pytest.raises(ValueError, match="turn consensus on"):
+        DecodeConfig(num_beams=4, samples=8)
+    with pytest.raises(ValueError, match="samples must be at least 0"):
+        DecodeConfig(num_beams=4, consensus=True, samples=-1)
+    DecodeConfig(consensus=True, samples=2)  # sampled titles alone are enough to choose among
 
 
 def candidate(*tokens: int) -> Candidate:
@@ -281,3 +290,62 @@ def test_likelihood_leaves_the_penalties_out() -> None:
     assert found.tokens == [A, A, A]  # the end penalty kept it going to the most tokens
     assert found.likelihood == pytest.approx(np.log(0.6 * 0.5 * 0.5) / 3)
     assert found.score < found.likelihood
+
+
+# After START: A 0.5, B 0.3, C 0.19, the rest (0.01) spread below the sampling floor.
+SAMPLED = probabilities({START: {A: 0.5, B: 0.3, C: 0.19}, A: {END: 1.0}, B: {END: 1.0}, C: {END: 1.0}})
+
+
+def test_samples_follow_the_model_and_skip_the_unlikely_tokens() -> None:
+    """Evenly spread uniforms draw each token as often as the model says, renormalized over
+    the tokens above the floor; the near-certain end follows."""
+    rows = 1000
+    step, select = table_model(np.stack([SAMPLED] * rows))
+    uniforms = np.tile(((np.arange(rows) + 0.5) / rows)[:, None], (1, 3))
+    found = sample(step, select, np.arange(rows), rows, START, END, DecodeConfig(max_length=3), uniforms)
+    firsts = [candidate.tokens[0] for candidate in found]
+    assert all(len(candidate.tokens) == 1 for candidate in found)
+    kept = 0.5 + 0.3 + 0.19
+    assert firsts.count(A) == pytest.approx(1000 * 0.5 / kept, abs=2)
+    assert firsts.count(B) == pytest.approx(1000 * 0.3 / kept, abs=2)
+    assert firsts.count(C) == pytest.approx(1000 * 0.19 / kept, abs=2)
+    assert found[0].likelihood == pytest.approx(np.log(0.5) / 2)  # the token and the end, per token
+
+
+def test_samples_obey_the_penalties() -> None:
+    """Sampled titles are banned the same repeats as searched ones."""
+    loops = probabilities({START: {A: 0.99}, A: {A: 0.99}})[None]
+    step, select = table_model(np.repeat(loops, 50, axis=0))
+    uniforms = np.random.default_rng(3).random((50, 4))
+    config = DecodeConfig(max_length=4, no_repeat_ngram=1)
+    for candidate in sample(step, select, np.arange(50), 50, START, END, config, uniforms):
+        assert len(set(candidate.tokens)) == len(candidate.tokens)
+
+
+def run_decode(tables: np.ndarray, config: DecodeConfig) -> list[list[Candidate]]:
+    step, select = table_model(tables)
+    leads: list[list[int]] = [[] for _ in tables]
+    return decode(step, select, np.arange(len(tables)), leads, table_scorer(tables), (START, END, PAD),
+                  words, config)
+
+
+def test_consensus_weighs_sampled_titles() -> None:
+    """Greedy takes A; about two thirds of the titles drawn start with B or C, then share D E:
+    such a title agrees with more of the pool than the likeliest does."""
+    D, E = 0, 1  # noqa: N806 (the table's free token ids)
+    tables = probabilities({START: {A: 0.36, B: 0.32, C: 0.32}, A: {END: 1.0}, B: {D: 1.0}, C: {D: 1.0},
+                            D: {E: 1.0}, E: {END: 1.0}})[None]
+    assert run_greedy(tables, DecodeConfig(max_length=5))[0].tokens == [A]
+    (chosen,) = run_decode(tables, DecodeConfig(consensus=True, samples=32, max_length=5))
+    assert chosen[0].tokens in ([B, D, E], [C, D, E])
+
+
+def test_samples_are_the_same_whatever_shares_the_batch() -> None:
+    """Draws are seeded per input (by its greedy title), so a body's title does not depend on
+    the other bodies decoded with it."""
+    rng = np.random.default_rng(5)
+    tables = log_softmax(rng.normal(size=(6, VOCAB, VOCAB)) * 2)
+    config = DecodeConfig(consensus=True, samples=8, num_return=1, max_length=6)
+    together = [found[0].tokens for found in run_decode(tables, config)]
+    assert together == [run_decode(tables[i:i + 1], config)[0][0].tokens for i in range(6)]
+    assert together == [found[0].tokens for found in run_decode(tables, config)]

