@@ -66,6 +66,16 @@ def test_lead_bonus_setting(engine: Summarizer, capsys: pytest.CaptureFixture[st
     assert "--lead-bonus: 'high' is not a number or 'off'" in capsys.readouterr().err
 
 
+def test_sampled_consensus(engine: Summarizer, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run([*BODIES, "--consensus", "--samples", "6"], capsys)
+    assert code == 0, err
+    assert out.splitlines() == engine.summarize(BODIES, consensus=True, samples=6)
+    code, _, err = run(["body", "--samples", "6"], capsys)
+    assert code == 1 and "sampled titles only serve the consensus: turn consensus on" in err
+    code, _, err = run(["body", "--consensus"], capsys)
+    assert code == 1 and "consensus needs titles to choose among" in err
+
+
 def test_stdin_is_one_body(engine: Summarizer, repo_root: Path) -> None:
     script = Path(sys.executable).with_name("issue-summarizer")
     result = subprocess.run([str(script), "summarize", "-q"], input=BODIES[0] + "\nmore lines\n", text=True,
