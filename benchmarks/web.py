@@ -3,13 +3,14 @@ p50/p95 over real issues sent one at a time, for the web app with the model in-p
 embedded default, the baseline) and for the app calling the real Seldon microservice (the remote
 configuration), in one run on the same issues:
 
-    .venv/bin/python benchmarks/web.py [--model models/default] [--issues 50] [--beams 4]
+    .venv/bin/python benchmarks/web.py [--model models/default] [--issues 50] [--beams 4] [--samples 32]
 
 Chromium (/usr/bin/chromium; `bash scripts/setup-browser.sh` installs it) runs headless with
 JavaScript on. The time is taken inside the page, from the form's submit event to the moment
 #suggested-title shows the engine's title for that body: it holds the request, the model and the
-rendering, but not Playwright's own round trips. Both configurations decode with the same beam
-width, so the difference is what the hop to the model server costs. Issues are real bodies from
+rendering, but not Playwright's own round trips. Both configurations decode as the page does by
+default (beam 4, consensus over 32 sampled titles too), so the difference is what the hop to the
+model server costs. Issues are real bodies from
 ../shared/data/github-issues.jsonl.gz (the even spread benchmarks/serve.py reads).
 """
 
@@ -72,6 +73,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REPO / "models" / "default")
     parser.add_argument("--issues", type=int, default=50)
     parser.add_argument("--beams", type=int, default=4, help="NUM_BEAMS of the app and the microservice")
+    parser.add_argument("--samples", type=int, default=32,
+                        help="titles sampled for the consensus (with beams): the app's CONSENSUS_SAMPLES")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is missing: run `bash scripts/setup-browser.sh`, or set CHROMIUM")
@@ -82,17 +85,24 @@ def main() -> None:
     from summarizer.engine import Summarizer
 
     bodies = real_bodies(args.issues)
-    titles = Summarizer.load(args.model).summarize(bodies, num_beams=args.beams)
-    settings = {"SUMMARIZER_MODEL": str(args.model), "NUM_BEAMS": str(args.beams)}
+    consensus = args.beams > 1  # as the app decodes: consensus whenever it searches with beams
+    samples = args.samples if consensus else 0
+    titles = Summarizer.load(args.model).summarize(bodies, num_beams=args.beams, consensus=consensus,
+                                                   samples=samples)
+    settings = {"SUMMARIZER_MODEL": str(args.model), "NUM_BEAMS": str(args.beams),
+                "CONSENSUS_SAMPLES": str(args.samples)}
+    seldon = {"NUM_BEAMS": str(args.beams), "CONSENSUS": "on" if consensus else "off",
+              "SAMPLES": str(samples)}
     with tempfile.TemporaryDirectory(prefix="bench-web-") as folder, sync_playwright() as playwright:
         settings["FEEDBACK_DB"] = str(Path(folder) / "feedback.sqlite3")
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         print(f"model {args.model}, {len(bodies)} real issues from {ISSUES.name}, beam {args.beams}, "
+              f"{samples} samples, "
               f"Chromium {browser.version} headless, {os.cpu_count()} CPUs")
         with running_app(settings) as app:
             embedded = submit_to_title(browser.new_page(), app.url, bodies, titles)
         print(f"embedded model (baseline)            {percentiles(embedded)}")
-        with serve(args.model, env={"NUM_BEAMS": str(args.beams)}) as service:
+        with serve(args.model, env=seldon) as service:
             remote_settings = {**settings, "SUMMARIZER_URL": service.url, "SUMMARIZER_PROTOCOL": "seldon"}
             with running_app(remote_settings) as app:
                 remote = submit_to_title(browser.new_page(), app.url, bodies, titles)
