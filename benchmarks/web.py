@@ -83,21 +83,20 @@ def main() -> None:
     from webapp_process import running_app
 
     from summarizer.engine import Summarizer
+    from webapp.backends import consensus_options
 
     bodies = real_bodies(args.issues)
-    consensus = args.beams > 1  # as the app decodes: consensus whenever it searches with beams
-    samples = args.samples if consensus else 0
-    titles = Summarizer.load(args.model).summarize(bodies, num_beams=args.beams, consensus=consensus,
-                                                   samples=samples)
+    options = consensus_options(args.beams, args.samples)  # as the app decodes
+    titles = Summarizer.load(args.model).summarize(bodies, num_beams=args.beams, **options)
     settings = {"SUMMARIZER_MODEL": str(args.model), "NUM_BEAMS": str(args.beams),
                 "CONSENSUS_SAMPLES": str(args.samples)}
-    seldon = {"NUM_BEAMS": str(args.beams), "CONSENSUS": "on" if consensus else "off",
-              "SAMPLES": str(samples)}
+    seldon = {"NUM_BEAMS": str(args.beams), "CONSENSUS": "on" if options["consensus"] else "off",
+              "SAMPLES": str(options["samples"])}
     with tempfile.TemporaryDirectory(prefix="bench-web-") as folder, sync_playwright() as playwright:
         settings["FEEDBACK_DB"] = str(Path(folder) / "feedback.sqlite3")
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         print(f"model {args.model}, {len(bodies)} real issues from {ISSUES.name}, beam {args.beams}, "
-              f"{samples} samples, "
+              f"{options['samples']} samples, "
               f"Chromium {browser.version} headless, {os.cpu_count()} CPUs")
         with running_app(settings) as app:
             embedded = submit_to_title(browser.new_page(), app.url, bodies, titles)

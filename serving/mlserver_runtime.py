@@ -31,13 +31,13 @@ from mlserver.types import (
 )
 from mlserver.utils import get_model_uri
 
+from summarizer.decoding import MAX_SAMPLES
 from summarizer.engine import Summarizer, Title
 from summarizer.errors import UserError
 
 INPUT = "body"
 OUTPUTS = ("title", "candidates", "scores")
 MAX_BEAMS = 16
-MAX_SAMPLES = 64  # each sampled title costs about one greedy title
 
 
 class BadRequest(MLServerError):

@@ -31,6 +31,12 @@ class Suggestions:
     model_version: str
 
 
+def consensus_options(num_beams: int, samples: int) -> dict[str, bool | int]:
+    """How the app decodes: with beams, the consensus of the beams and `samples` sampled titles
+    picks the first candidate; greedy search stays plain (and fast)."""
+    return {"consensus": num_beams > 1, "samples": samples if num_beams > 1 else 0}
+
+
 class Backend(Protocol):
     mode: str  # embedded, seldon or v2
 
@@ -56,7 +62,7 @@ class EmbeddedBackend:
     def suggest(self, bodies: list[str], num_beams: int, num_return: int) -> Suggestions:
         try:
             found = self.engine.candidates(bodies, num_return=num_return, num_beams=num_beams,
-                                           consensus=num_beams > 1, samples=self.samples * (num_beams > 1))
+                                           **consensus_options(num_beams, self.samples))
         except UserError as error:
             raise WebError(str(error)) from None
         return Suggestions([[Candidate(title.text, title.score) for title in best] for best in found],
@@ -156,14 +162,14 @@ class V2Backend:
         self.endpoint = _Endpoint(url, timeout)
         self.samples = samples  # titles sampled for the consensus of a beam search
 
-    def _infer(self, bodies: list[str], parameters: dict[str, int | bool], outputs: list[str]) -> dict:
+    def _infer(self, bodies: list[str], parameters: dict[str, bool | int], outputs: list[str]) -> dict:
         return self.endpoint.call("POST", f"/v2/models/{V2_MODEL}/infer", {
             "inputs": [{"name": "body", "datatype": "BYTES", "shape": [len(bodies)], "data": bodies}],
             "parameters": parameters, "outputs": [{"name": name} for name in outputs]})
 
     def suggest(self, bodies: list[str], num_beams: int, num_return: int) -> Suggestions:
-        parameters = {"num_beams": num_beams, "num_return": num_return, "consensus": num_beams > 1,
-                      "samples": self.samples * (num_beams > 1)}
+        parameters = {"num_beams": num_beams, "num_return": num_return,
+                      **consensus_options(num_beams, self.samples)}
         answer = self._infer(bodies, parameters, ["candidates", "scores"])  # [N, num_return] each, best first
         try:
             outputs = {output["name"]: output["data"] for output in answer["outputs"]}

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from summarizer.decoding import MAX_SAMPLES
 from summarizer.engine import default_bundle
 from summarizer.errors import UserError
 from webapp.feedback import default_db_path
 
 PROTOCOLS = ("seldon", "v2")
 MAX_BEAMS = 16  # the V2 runtime's limit too; wider beams cost time and rarely change the best title
-MAX_SAMPLES = 64  # the V2 runtime's limit too; each sampled title costs about one greedy title
 
 # field -> the environment variable that sets it, for from_env and for messages
 ENV_NAMES = {
