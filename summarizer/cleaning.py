@@ -230,6 +230,11 @@ def model_text(body: str, max_raw_chars: int, body_len: int) -> str:
     return clean_body(body[:max_raw_chars], body_len * CHARS_PER_TOKEN)
 
 
+def has_words(text: str) -> bool:
+    """Whether cleaned text holds anything to make a title from: a letter or a digit."""
+    return any(character.isalnum() for character in text)
+
+
 def clean_title(text: str) -> str:
     """Titles are kept as written: only invisible characters and spacing are normalized."""
     return " ".join(unicodedata.normalize("NFC", _INVISIBLE.sub("", text)).split())

@@ -37,7 +37,11 @@ DEFAULT_LEAD_BONUS = 0.0
 # samples gave ROUGE-L 25.09 with a floor of 0.02 (T 0.7 with no floor: 24.83); without samples, 23.64.
 SAMPLE_FLOOR = 0.02
 SAMPLED_TOGETHER = 256  # sampled rows decoded at once: each holds its body's keys and values
-MAX_SAMPLES = 64  # what the web app and the V2 runtime accept: each costs about one greedy title
+# Bounds every entry point shares: each beam and each sample costs about one greedy title, and
+# a title past 64 tokens is no title (the shipped model writes at most 22).
+MAX_BEAMS = 16
+MAX_SAMPLES = 64
+MAX_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -59,16 +63,20 @@ class DecodeConfig:
     samples: int = 0  # titles drawn from the model (see `sample`) for the consensus to weigh
 
     def __post_init__(self) -> None:
-        if self.num_beams < 1 or self.max_length < 1 or self.min_length < 0:
-            raise ValueError("num_beams and max_length must be at least 1, min_length at least 0")
+        if not 1 <= self.num_beams <= MAX_BEAMS:
+            raise ValueError(f"num_beams must be from 1 to {MAX_BEAMS}")
+        if not 1 <= self.max_length <= MAX_LENGTH or not 0 <= self.min_length <= self.max_length:
+            raise ValueError(f"max_length must be from 1 to {MAX_LENGTH}, min_length from 0 to max_length")
+        if not all(map(math.isfinite, (self.length_penalty, self.repeat_penalty, self.end_penalty))):
+            raise ValueError("length_penalty, repeat_penalty and end_penalty must be finite numbers")
         if self.repeat_penalty < 0 or self.end_penalty < 0:
             raise ValueError("repeat_penalty and end_penalty must be at least 0")
         if self.lead_bonus is not None and not math.isfinite(self.lead_bonus):
             raise ValueError("lead_bonus must be a finite number (or None: off)")
         if not 1 <= self.num_return <= self.num_beams:
             raise ValueError("num_return must be between 1 and num_beams")
-        if self.samples < 0:
-            raise ValueError("samples must be at least 0")
+        if not 0 <= self.samples <= MAX_SAMPLES:
+            raise ValueError(f"samples must be from 0 to {MAX_SAMPLES}")
         if self.samples and not self.consensus:
             raise ValueError("sampled titles only serve the consensus: turn consensus on, or samples to 0")
         if self.consensus and self.num_beams < 2 and self.samples < 2:

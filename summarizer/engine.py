@@ -20,7 +20,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from summarizer.bundle import ENGINE_FILES, fetch
-from summarizer.cleaning import model_text
+from summarizer.cleaning import has_words, model_text
 from summarizer.decoding import (
     DEFAULT_END_PENALTY,
     DEFAULT_LEAD_BONUS,
@@ -30,13 +30,17 @@ from summarizer.decoding import (
     DecodeConfig,
     decode,
 )
-from summarizer.errors import UserError
+from summarizer.errors import NothingToSummarize, RequestError
 from summarizer.featurize import pad_rows
 from summarizer.lead import lead_tokens
+from summarizer.records import UNDECODABLE
 from summarizer.tokenization import special_ids, title_text, title_words
 from summarizer.word_cache import WordCache
 
 BATCH = 64  # bodies run through the graphs together
+# Beam rows decoded together: each holds its body's keys and values and a vocabulary's scores,
+# so wide beams take fewer bodies at a time (64 bodies at beam 16 peaked at 1.5 GB at once).
+BEAM_ROWS = 256
 # Lead sentences scored together: each of their tokens holds a vocabulary's log-probabilities
 # in the scorer. Two batches of 64 decoded at once peaked at 790 MiB scoring 64 at a time, 445
 # MiB scoring 16 (358 MiB without leads), for 5% fewer issues a second.
@@ -47,6 +51,17 @@ SHIPPED = Path(__file__).resolve().parent.parent / "models" / "default"
 def default_bundle() -> str:
     """$SUMMARIZER_MODEL, else the model shipped in this checkout."""
     return os.environ.get("SUMMARIZER_MODEL") or str(SHIPPED)
+
+
+def _check_text(bodies: Sequence[str]) -> None:
+    """Bodies must be text the tokenizer can take: a lone surrogate (a broken \\u escape in
+    JSON) cannot be encoded and would fail deep inside it."""
+    if isinstance(bodies, str) or not all(isinstance(body, str) for body in bodies):
+        raise RequestError("bodies must be a list of strings")
+    for index, body in enumerate(bodies):
+        if not body.isascii() and UNDECODABLE.search(body):
+            raise RequestError(f"body {index} holds characters that are not valid Unicode text (a lone "
+                               "surrogate, e.g. from a broken \\u escape); send UTF-8 text")
 
 
 @dataclass(frozen=True)
@@ -138,7 +153,7 @@ class Summarizer:
                                 end_penalty=end_penalty, num_return=num_return, lead_bonus=lead_bonus,
                                 consensus=consensus, samples=samples)
         except ValueError as error:
-            raise UserError(f"decoding settings: {error}") from None
+            raise RequestError(f"decoding settings: {error}") from None
 
     def candidates(self, bodies: Sequence[str], num_return: int | None = None, num_beams: int = 4,
                    max_length: int | None = None, min_length: int = 1, length_penalty: float = 1.0,
@@ -149,17 +164,20 @@ class Summarizer:
                    samples: int = 0, cleaned: bool = False) -> list[list[Title]]:
         """The best `num_return` (default: all `num_beams`) titles per body, best first;
         `cleaned` bodies (a prepared dataset's text) are only tokenized."""
-        if isinstance(bodies, str) or not all(isinstance(body, str) for body in bodies):
-            raise UserError("bodies must be a list of strings")
+        _check_text(bodies)
         config = self._config(num_beams, num_return or num_beams, max_length, min_length, length_penalty,
                               no_repeat_ngram, repeat_penalty, end_penalty, lead_bonus, consensus, samples)
         texts = list(bodies) if cleaned else self.cleaned(bodies)
+        empty = [] if cleaned else [index for index, text in enumerate(texts) if not has_words(text)]
+        if empty:  # any title would be made up (prepared text was checked by `prepare`)
+            raise NothingToSummarize(empty)
         ids = self.body_ids(texts)
         leads = lead_tokens(self._tokenizer, texts, config)
         order = np.argsort((ids != 0).sum(axis=1), kind="stable")  # similar lengths share a batch
         results: list[list[Title]] = [[] for _ in bodies]
-        for begin in range(0, len(order), BATCH):
-            rows = order[begin:begin + BATCH]
+        together = min(BATCH, max(BEAM_ROWS // config.num_beams, 1))
+        for begin in range(0, len(order), together):
+            rows = order[begin:begin + together]
             for row, best in zip(rows, self._decode(ids[rows], [leads[row] for row in rows], config),
                                  strict=True):
                 results[row] = [Title(title_text(self._tokenizer, c.tokens), c.score) for c in best]

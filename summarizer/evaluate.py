@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from summarizer import storage
 from summarizer.baselines import BASELINES
-from summarizer.cleaning import clean_title, model_text
+from summarizer.cleaning import clean_title, has_words, model_text
 from summarizer.dataset import open_dataset
 from summarizer.errors import UserError
 from summarizer.metrics import score, title_stats
@@ -51,7 +51,7 @@ def _record_rows(source: str) -> tuple[list[dict], str]:
         for issue in read_file(path, skips):
             title = clean_title(issue.title)
             body = model_text(issue.body, config.max_raw_chars, config.body_len)
-            if title and body:
+            if title and has_words(body):  # the engine refuses a body with no words
                 rows.append({"url": issue.url, "repo": issue.repo,
                              "source": path.rsplit("/", 1)[-1], "title": title, "body": body})
             else:

@@ -21,8 +21,8 @@ from model_folders import VARIANTS, randomized, write_model_folder
 
 from summarizer import storage
 from summarizer.decoding import SERVING_DECODING, DecodeConfig, log_softmax
-from summarizer.engine import SHIPPED, Summarizer
-from summarizer.errors import UserError
+from summarizer.engine import BATCH, SHIPPED, Summarizer
+from summarizer.errors import NothingToSummarize, UserError
 from summarizer.export import export
 from summarizer.lead import lead_sentence
 from summarizer.titles import KerasTitler
@@ -34,7 +34,6 @@ BODIES = [
     "Crash on startup",
     "After upgrading to 2.3 the settings page shows a blank screen in Firefox but works in Chrome. "
     "The console says TypeError: cannot read properties of undefined (reading 'theme').",
-    "",
     "<!-- template --> ```\nTraceback (most recent call last):\n  File \"x.py\", line 1\n```\nIt fails.",
 ]
 
@@ -162,7 +161,7 @@ def test_any_batch_size_keeps_each_bodys_own_title(bundles: dict[str, Path]) -> 
     engine = Summarizer.load(bundles["transformer"], threads=1)
     bodies = [f"{body} {'word ' * (i % 13)}{i}" for i, body in enumerate(BODIES * 30)]
     together = engine.summarize(bodies, max_length=5)
-    assert len(together) == len(bodies) == 150
+    assert len(together) == len(bodies) > BATCH
     assert together == [engine.summarize([body], max_length=5)[0] for body in bodies]
 
 
@@ -176,10 +175,13 @@ def test_threads_share_one_engine(bundles: dict[str, Path]) -> None:
     assert found == expected
 
 
-def test_huge_and_empty_bodies_get_titles(bundles: dict[str, Path]) -> None:
+def test_huge_bodies_get_titles_and_empty_ones_are_refused(bundles: dict[str, Path]) -> None:
     engine = Summarizer.load(bundles["gru"], threads=1)
-    titles = engine.summarize(["crash " * 200_000, "", "   \n\t"], max_length=4)
-    assert len(titles) == 3 and all(isinstance(title, str) for title in titles)
+    titles = engine.summarize(["crash " * 200_000], max_length=4)
+    assert len(titles) == 1 and isinstance(titles[0], str)
+    with pytest.raises(NothingToSummarize) as refused:
+        engine.summarize(["crash", "", "   \n\t"], max_length=4)
+    assert refused.value.indices == [1, 2]
     # Cut to the model's body length:
     assert engine.body_ids(engine.cleaned(["crash " * 200_000])).shape == (1, 64)
 
