@@ -13,13 +13,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from summarizer import __version__
 from summarizer.decoding import SERVING_DECODING, DecodeConfig
-from summarizer.errors import UserError
+from summarizer.errors import NothingToSummarize, UserError
 from summarizer.prepare import PrepareConfig
 from summarizer.readers import FORMATS
 from summarizer.splitting import SPLITS, SplitConfig
+
+if TYPE_CHECKING:  # the engine loads ONNX Runtime: only `summarize` needs it
+    from summarizer.engine import Summarizer, Title
+    from summarizer.inputs import Body
 
 log = logging.getLogger("summarizer")
 EVALUATION_DECODING = DecodeConfig()  # every search option off: the model as trained
@@ -387,6 +392,21 @@ def _run_export(args: argparse.Namespace) -> None:
     print(json.dumps({"output": args.output, "files": manifest["files"]}, indent=2))
 
 
+def _titles(engine: Summarizer, bodies: list[Body], config: DecodeConfig) -> tuple[dict[int, list[Title]],
+                                                                                      dict[int, str]]:
+    """Titles for the usable bodies, by index, and the reason each other body has none."""
+    problems = {index: body.problem for index, body in enumerate(bodies) if body.problem}
+    usable = [index for index in range(len(bodies)) if index not in problems]
+    try:
+        found = engine.candidates([bodies[i].text for i in usable], **asdict(config)) if usable else []
+    except NothingToSummarize as error:  # those bodies get their reason, the others their titles
+        problems |= {usable[i]: "nothing to summarize: no words are left once markup, template "
+                                "headings and invisible characters are removed" for i in error.indices}
+        usable = [index for index in usable if index not in problems]
+        found = engine.candidates([bodies[i].text for i in usable], **asdict(config)) if usable else []
+    return dict(zip(usable, found, strict=True)), problems
+
+
 def _run_summarize(args: argparse.Namespace) -> None:
     from summarizer.engine import Summarizer, default_bundle
     from summarizer.inputs import read_bodies
@@ -394,17 +414,23 @@ def _run_summarize(args: argparse.Namespace) -> None:
     if args.candidates > args.beams:
         raise UserError(f"--candidates {args.candidates} is more than --beams {args.beams}; "
                         "raise --beams or lower --candidates")
+    config = replace(decode_config(args), num_return=args.candidates)
     bodies = read_bodies(args.bodies, args.file, args.jsonl)
     engine = Summarizer.load(args.model or default_bundle(), threads=args.threads)
-    config = replace(decode_config(args), num_return=args.candidates)
-    found = engine.candidates(bodies, **asdict(config))  # the engine takes DecodeConfig's fields
-    for best in found:
+    titles, problems = _titles(engine, bodies, config)
+    for index in range(len(bodies)):  # one line per body, in order, titled or not
+        best = titles.get(index)
         if args.json:
-            print(json.dumps({"title": best[0].text, "score": round(best[0].score, 4),
+            print(json.dumps({"error": problems[index]} if best is None else
+                             {"title": best[0].text, "score": round(best[0].score, 4),
                               "candidates": [{"title": c.text, "score": round(c.score, 4)} for c in best]},
                              ensure_ascii=False))
         else:
-            print(best[0].text)
+            print("" if best is None else best[0].text)
+    for index, problem in sorted(problems.items()):
+        print(f"issue-summarizer: {bodies[index].where}: {problem}", file=sys.stderr)
+    if problems:
+        raise UserError(f"{len(problems)} of {len(bodies)} bodies got no title (the lines above say why)")
 
 
 def _run_feedback(args: argparse.Namespace) -> None:

@@ -85,18 +85,44 @@ def test_stdin_is_one_body(engine: Summarizer, repo_root: Path) -> None:
 
 
 @pytest.mark.parametrize(("lines", "message"), [
-    ('{"body": "fine"}\nnot json\n', r"issues.jsonl:2: not JSON"),
-    ('{"title": "no body"}\n', r"issues.jsonl:1: no \"body\" string"),
-    ('["a list"]\n', r"issues.jsonl:1: no \"body\" string"),
+    ('{"body": "fine"}\nnot json\n', r"issues.jsonl:2: not JSON: it is not valid JSON"),
+    ('{"body": "fine"}\n' + "[" * 5000 + "\n", r"issues.jsonl:2: not JSON: it is nested too deeply"),
+    ('{"body": "fine"}\n{"title": "no body"}\n', r"issues.jsonl:2: no \"body\" string"),
+    ('{"body": "fine"}\n["a list"]\n', r"issues.jsonl:2: no \"body\" string"),
+    ('{"body": "fine"}\n{"body": "<!-- only a comment -->"}\n', r"issues.jsonl:2: nothing to summarize"),
 ])
-def test_bad_json_lines_name_the_line(lines: str, message: str, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "issues.jsonl").write_text(lines)
+def test_a_bad_json_line_is_one_bad_record(engine: Summarizer, lines: str, message: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The line keeps its place with no title, the others get theirs, the run exits 1 saying why."""
+    (tmp_path / "issues.jsonl").write_text(lines + '{"body": "' + BODIES[0] + '"}\n')
     code, out, err = run(["--jsonl", str(tmp_path / "issues.jsonl")], capsys)
-    assert code == 1 and out == ""
-    assert err.count("\n") == 1
-    assert err.startswith("issue-summarizer: error: ")
-    assert re.search(message, err), err
+    assert code == 1
+    assert out.splitlines() == [*engine.summarize(["fine"]), "", *engine.summarize([BODIES[0]])]
+    assert re.search("issue-summarizer: .*" + message, err.splitlines()[0]), err
+    assert err.splitlines()[1] == \
+        "issue-summarizer: error: 1 of 3 bodies got no title (the lines above say why)"
+    code, out, err = run(["--jsonl", str(tmp_path / "issues.jsonl"), "--json"], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and [sorted(row) for row in rows] == [["candidates", "score", "title"], ["error"],
+                                                            ["candidates", "score", "title"]]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("body", ["", "   ", "\u200b\u200b", "\x00\x00", "```\n```",
+                                  "### Describe the bug\n"])
+def test_a_body_with_nothing_to_summarize_exits_1(body: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run([body], capsys)
+    assert code == 1 and out == "\n"
+    assert err.startswith("issue-summarizer: argument 1: nothing to summarize"), err
+
+
+def test_decoding_beyond_the_bounds_is_refused_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
+    for flags, message in ((["--beams", "100000"], "num_beams must be from 1 to 16"),
+                           (["--consensus", "--beams", "2", "--samples", "1000"],
+                            "samples must be from 0 to 64"),
+                           (["--max-length", "100000"], "max_length must be from 1 to 64")):
+        code, out, err = run(["x y z", *flags], capsys)
+        assert code == 1 and out == "" and message in err, err
 
 
 def test_missing_file_bad_model_and_bad_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str],
