@@ -5,7 +5,7 @@ configuration), in one run on the same issues:
 
     .venv/bin/python benchmarks/web.py [--model models/default] [--issues 50] [--beams 4] [--samples 32]
 
-Chromium (/usr/bin/chromium; `bash scripts/setup-browser.sh` installs it) runs headless with
+Chromium (/usr/bin/chromium; `bash scripts/setup-system.sh` installs it) runs headless with
 JavaScript on. The time is taken inside the page, from the form's submit event to the moment
 #suggested-title shows the engine's title for that body: it holds the request, the model and the
 rendering, but not Playwright's own round trips. Both configurations decode as the page does by
@@ -77,7 +77,7 @@ def main() -> None:
                         help="titles sampled for the consensus (with beams): the app's CONSENSUS_SAMPLES")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
-        sys.exit(f"{CHROMIUM} is missing: run `bash scripts/setup-browser.sh`, or set CHROMIUM")
+        sys.exit(f"{CHROMIUM} is missing: run `bash scripts/setup-system.sh`, or set CHROMIUM")
     sys.path[:0] = [str(REPO / "tests"), str(REPO / "serving")]
     from microservice import serve
     from webapp_process import running_app

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh test
-bash scripts/setup-browser.sh
+bash scripts/setup-system.sh
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -1,5 +1,5 @@
 """The web app in a real browser: Debian's Chromium (/usr/bin/chromium, which
-scripts/setup-browser.sh installs) driven by Playwright, against the app started as a user
+scripts/setup-system.sh installs) driven by Playwright, against the app started as a user
 starts it (`python -m webapp`, waitress) on the shipped model.
 
 A person pastes an issue and sees the engine's title with the beam candidates, their scores,
@@ -92,7 +92,7 @@ def _luminance(css_color: str) -> float:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/setup-browser.sh` (as root, or with sudo) or "
+        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/setup-system.sh` (as root, or with sudo) or "
                     "`sudo apt-get install chromium`, or set CHROMIUM to a Chromium binary")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)

@@ -309,8 +309,8 @@ def test_api_batches(client: FlaskClient, engine: Summarizer) -> None:
 
 @pytest.mark.parametrize(("payload", "status", "message"), [
     ("not json", 415, "Content-Type: application/json"),
-    ('{"body": ', 400, "not a JSON object"),
-    ("[1, 2]", 400, "not a JSON object"),
+    ('{"body": ', 400, "it is not valid JSON (Expecting value at line 1, column 10)"),
+    ("[1, 2]", 400, "the request is JSON but not an object"),
     ({}, 400, "the issue's text is empty"),
     ({"body": "   "}, 400, "the issue's text is empty"),
     ({"body": 42}, 400, "'body' must be text"),

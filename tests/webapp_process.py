@@ -28,7 +28,9 @@ WEBAPP = (sys.executable, "-m", "webapp", "--host", "127.0.0.1", "--port", "0")
 READY = re.compile(r"issue-summarizer web app: (http://127\.0\.0\.1:\d+)/")
 SETTINGS = ("SUMMARIZER_MODEL", "SUMMARIZER_URL", "SUMMARIZER_PROTOCOL", "SUMMARIZER_TIMEOUT",
             "GITHUB_API_URL", "GITHUB_TOKEN", "FEEDBACK_DB", "SAMPLES_FILE", "MAX_BATCH",
-            "MAX_CONTENT_LENGTH", "SECRET_KEY", "NUM_BEAMS", "ENGINE_THREADS")
+            "MAX_CONTENT_LENGTH", "SECRET_KEY", "NUM_BEAMS", "ENGINE_THREADS", "CONSENSUS_SAMPLES",
+            "MAX_IN_FLIGHT", "FEEDBACK_PER_MINUTE", "FEEDBACK_MAX_MB",
+            "ORT_DISABLE_TELEMETRY")  # this test process sets it: the app must set it itself
 
 
 class AppError(RuntimeError):

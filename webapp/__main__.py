@@ -15,6 +15,27 @@ from summarizer.errors import UserError
 from webapp.app import create_app
 from webapp.settings import ENV_NAMES
 
+# waitress's defaults (100 connections, idle ones closed after 120 s, checked every 30 s) let
+# 100 clients that open a connection and send nothing lock everyone else out for two minutes.
+# Connections cost little (a socket and a few KB; the threads serve only complete requests), so
+# allow many, and close the idle or half-sent ones soon: a client that sends nothing for 15 s is
+# gone or hostile, browsers reopen a keep-alive connection the server closed, and a request being
+# answered is never cut (waitress times out only connections without one). Poll, not select():
+# select() cannot watch file descriptors above 1024. Below a common 1024 open-files limit too.
+CONNECTION_LIMIT = 500
+CHANNEL_TIMEOUT = 15  # seconds a connection may stay silent
+CLEANUP_INTERVAL = 5  # seconds between checks, so an idle connection lasts 20 s at most
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be above 0")
+    return value
+
 
 def _stop(signum: int, frame: object) -> None:
     raise SystemExit(0)  # a stopped container ends like Ctrl-C: the server closes its sockets
@@ -27,7 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + ", ".join(ENV_NAMES.values()) + " (see webapp/README.md).")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="port (0: a free one)")
-    parser.add_argument("--threads", type=int, default=4, help="requests served at once")
+    parser.add_argument("--threads", type=_positive, default=4, help="requests served at once")
+    parser.add_argument("--connection-limit", type=_positive, default=CONNECTION_LIMIT,
+                        help="open connections at most; more wait to be accepted (default %(default)s)")
+    parser.add_argument("--channel-timeout", type=_positive, default=CHANNEL_TIMEOUT,
+                        help="seconds a connection may send nothing before it is closed "
+                             "(one waiting for its answer is kept; default %(default)s)")
+    parser.add_argument("--cleanup-interval", type=_positive, default=CLEANUP_INTERVAL,
+                        help="seconds between the checks for silent connections (default %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -36,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"issue-summarizer web app: error: {error}", file=sys.stderr)
         return 1
     try:
-        server = create_server(app, host=args.host, port=args.port, threads=args.threads)
+        server = create_server(app, host=args.host, port=args.port, threads=args.threads,
+                               connection_limit=args.connection_limit, channel_timeout=args.channel_timeout,
+                               cleanup_interval=args.cleanup_interval, asyncore_use_poll=True)
     except OSError as error:
         print(f"issue-summarizer web app: error: cannot listen on {args.host}:{args.port} ({error.strerror})",
               file=sys.stderr)

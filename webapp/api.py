@@ -7,6 +7,8 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from summarizer.budget import MAX_BODY_CHARS
+from summarizer.json_text import BadJSON, parse_json
 from webapp import inputs
 from webapp.backends import Candidate
 from webapp.errors import WebError
@@ -19,10 +21,17 @@ USAGE = 'send {"body": "<issue text>"}, {"url": "<GitHub issue URL>"} or {"issue
 
 
 def _json_object() -> dict[str, Any]:
+    """The request's JSON object; each way a payload can be malformed gets its own message."""
     require_json()
-    data = request.get_json(silent=True)
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise WebError(f"the request says charset={charset}; send JSON as UTF-8 (charset=utf-8)", 415)
+    try:
+        data = parse_json(request.get_data(cache=False))  # at most MAX_CONTENT_LENGTH bytes
+    except BadJSON as error:
+        raise WebError(f"the request cannot be read: {error}; {USAGE}") from None
     if not isinstance(data, dict):
-        raise WebError(f"the request is not a JSON object: {USAGE}")
+        raise WebError(f"the request is JSON but not an object: {USAGE}")
     return data
 
 
@@ -39,7 +48,7 @@ def _batch_bodies(issues: Any) -> list[str]:
                        413, "too_large")
     if not all(isinstance(issue, dict) for issue in issues):
         raise WebError('every item of \'issues\' must be an object like {"body": "..."}')
-    return [inputs.text(issue.get("body"), f"issues[{i}].body", inputs.MAX_BODY_CHARS, required=True)
+    return [inputs.text(issue.get("body"), f"issues[{i}].body", MAX_BODY_CHARS, required=True)
             for i, issue in enumerate(issues)]
 
 

@@ -11,13 +11,15 @@ from flask import Flask, Response, g, jsonify, make_response, render_template, r
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from summarizer.budget import Gate
 from webapp.api import api
 from webapp.backends import make_backend
-from webapp.errors import WebError
+from webapp.errors import WebError, with_retry_after
 from webapp.feedback import FeedbackStore
 from webapp.github import GitHubClient
 from webapp.metrics import Metrics
 from webapp.pages import pages, render_page
+from webapp.ratelimit import RateLimiter
 from webapp.samples import load_samples
 from webapp.security import add_security_headers, csrf_token
 from webapp.services import EXTENSION, Services, services
@@ -43,8 +45,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION] = Services(
         settings=settings, backend=backend,
         github=GitHubClient(settings.github_api_url, settings.github_token, settings.timeout),
-        feedback=FeedbackStore(settings.feedback_db), samples=load_samples(settings.samples_file),
-        metrics=metrics)
+        feedback=FeedbackStore(settings.feedback_db, settings.feedback_max_mb),
+        samples=load_samples(settings.samples_file), metrics=metrics, gate=Gate(settings.max_in_flight),
+        feedback_limit=RateLimiter(settings.feedback_per_minute))
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.register_blueprint(pages)
     app.register_blueprint(api)
@@ -98,7 +101,8 @@ def _answer(message: str, status: int, kind: str) -> Response:
 
 
 def _web_error(error: WebError) -> Response:
-    return _answer(error.message, error.status, error.kind)
+    response = _answer(error.message, error.status, error.kind)
+    return with_retry_after(response, error)
 
 
 def _http_error(error: HTTPException) -> Response:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import requests
 
 from summarizer.engine import Summarizer
-from summarizer.errors import UserError
+from summarizer.errors import RequestError
 from webapp.errors import WebError
 from webapp.settings import Settings
 
@@ -29,6 +29,12 @@ class Candidate:
 class Suggestions:
     candidates: list[list[Candidate]]  # per body, best first
     model_version: str
+
+
+def web_error(error: RequestError) -> WebError:
+    """The engine's or the budget's refusal as the app answers it (busy: 503 with Retry-After)."""
+    kinds = {413: "too_large", 422: "nothing_to_summarize", 503: "busy"}
+    return WebError(str(error), error.status, kinds.get(error.status, "input"), error.retry_after)
 
 
 def consensus_options(num_beams: int, samples: int) -> dict[str, bool | int]:
@@ -63,8 +69,8 @@ class EmbeddedBackend:
         try:
             found = self.engine.candidates(bodies, num_return=num_return, num_beams=num_beams,
                                            **consensus_options(num_beams, self.samples))
-        except UserError as error:
-            raise WebError(str(error)) from None
+        except RequestError as error:
+            raise web_error(error) from None
         return Suggestions([[Candidate(title.text, title.score) for title in best] for best in found],
                            self.engine.version)
 
@@ -90,8 +96,11 @@ class _Endpoint:
             raise WebError(f"the summarizer endpoint at {self.url} is down (no connection); start it, or "
                            "check SUMMARIZER_URL", 502, "backend") from None
         if response.status_code in (400, 413, 422):  # it refused what was sent: the sender can fix it
-            raise WebError(f"the model refused the request: {_error_message(response)}",
-                           413 if response.status_code == 413 else 400)
+            raise web_error(RequestError(f"the model refused the request: {_error_message(response)}",
+                                         response.status_code))
+        if response.status_code == 503:  # busy: the client is told to come back, as the endpoint says
+            raise web_error(RequestError(f"the model is busy: {_error_message(response)}", 503,
+                                         _retry_after(response)))
         if response.status_code != 200:
             raise WebError(f"the summarizer endpoint at {self.url} failed ({response.status_code}: "
                            f"{_error_message(response)}); check SUMMARIZER_URL and SUMMARIZER_PROTOCOL",
@@ -105,6 +114,12 @@ class _Endpoint:
     def unexpected(self) -> WebError:
         return WebError(f"the summarizer endpoint at {self.url} gave an answer this app does not "
                         "understand; check SUMMARIZER_PROTOCOL", 502, "backend")
+
+
+def _retry_after(response: requests.Response) -> float:
+    """The endpoint's Retry-After in seconds (1 when it gives none a client could use)."""
+    given = response.headers.get("Retry-After", "").strip()
+    return float(min(int(given), 3600)) if given.isdigit() else 1.0
 
 
 def _error_message(response: requests.Response) -> str:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from summarizer.budget import MAX_BODY_CHARS
+from summarizer.decoding import MAX_BEAMS
 from webapp.errors import WebError
-from webapp.feedback import VERDICTS, Feedback
+from webapp.feedback import VERDICTS, Feedback, title_problem
 from webapp.github import parse_issue_url
-from webapp.settings import MAX_BEAMS
 
-MAX_BODY_CHARS = 100_000  # as the serving endpoints; the model reads only the start of a body
 MAX_TITLE_CHARS = 300
 MAX_VERSION_CHARS = 100
 
@@ -44,6 +44,16 @@ def num_beams(value: Any, default: int) -> int:
     return value
 
 
+def title(value: Any, name: str, required: bool = False) -> str:
+    """`value` as a title: text (see `text`) that is one line of printable text (title_problem)."""
+    checked = text(value, name, MAX_TITLE_CHARS, required)
+    problem = title_problem(checked)
+    if problem:
+        raise WebError(f"'{name}' must be one line of printable text, without line breaks, tabs or "
+                       f"other control characters: {problem}")
+    return checked
+
+
 def feedback(fields: Mapping[str, Any]) -> Feedback:
     """A Feedback from a form or a JSON object: body, suggested, verdict, corrected, model_version, url."""
     verdict = fields.get("verdict")
@@ -55,9 +65,9 @@ def feedback(fields: Mapping[str, Any]) -> Feedback:
         url = f"https://github.com/{owner}/{repo}/issues/{number}"
     return Feedback(
         body=text(fields.get("body"), "body", MAX_BODY_CHARS, required=True),
-        suggested=text(fields.get("suggested"), "suggested", MAX_TITLE_CHARS, required=True),
+        suggested=title(fields.get("suggested"), "suggested", required=True),
         verdict=verdict,
-        corrected=text(fields.get("corrected"), "corrected", MAX_TITLE_CHARS) or None,
+        corrected=title(fields.get("corrected"), "corrected") or None,
         model_version=text(fields.get("model_version"), "model_version", MAX_VERSION_CHARS, required=True),
         url=url or None,
     )

@@ -9,6 +9,11 @@ from collections import Counter, defaultdict
 
 PREFIX = "issue_summarizer_web"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # seconds
+# Label values come from closed sets, since every new value is a new series kept in memory and
+# sent on each scrape: a client chooses the method (any token is valid HTTP), so only the
+# standard ones are kept; the route is the app's URL rule or "unmatched", never the path.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+OTHER = "other"
 
 
 _Sample = tuple[str, dict[str, str], float]  # name suffix, labels, value
@@ -45,8 +50,12 @@ class Metrics:
         self._model: tuple[str, str] | None = None
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request: `route` is a URL rule or "unmatched"; an invented method or an
+        impossible status is counted as "other"."""
+        method = method if method in METHODS else OTHER
+        status_label = str(status) if 100 <= status <= 599 else OTHER
         with self._lock:
-            self._requests[(route, method, str(status))] += 1
+            self._requests[(route, method, status_label)] += 1
             self._latency[route].observe(seconds)
 
     def error(self, kind: str) -> None:

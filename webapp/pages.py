@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 
 from webapp import inputs
 from webapp.backends import Candidate
-from webapp.errors import WebError
+from webapp.errors import WebError, with_retry_after
 from webapp.feedback import Feedback
 from webapp.samples import pick
 from webapp.security import check_csrf
@@ -48,7 +48,8 @@ def render_page(form: Form | None = None, result: Result | None = None, error: s
 def render_error(error: WebError, form: Form | None = None,
                  result: Result | None = None) -> ResponseReturnValue:
     services().metrics.error(error.kind)
-    return render_page(form, result, error=error.message, status=error.status)
+    page = make_response(render_page(form, result, error=error.message, status=error.status))
+    return with_retry_after(page, error)
 
 
 def _thanks(entry: Feedback) -> str:

@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from summarizer.decoding import MAX_SAMPLES
+from summarizer.decoding import MAX_BEAMS, MAX_SAMPLES
 from summarizer.engine import default_bundle
 from summarizer.errors import UserError
 from webapp.feedback import default_db_path
 
 PROTOCOLS = ("seldon", "v2")
-MAX_BEAMS = 16  # the V2 runtime's limit too; wider beams cost time and rarely change the best title
 
 # field -> the environment variable that sets it, for from_env and for messages
 ENV_NAMES = {
@@ -24,6 +23,8 @@ ENV_NAMES = {
     "feedback_db": "FEEDBACK_DB", "samples_file": "SAMPLES_FILE", "max_batch": "MAX_BATCH",
     "max_content_length": "MAX_CONTENT_LENGTH", "secret_key": "SECRET_KEY", "num_beams": "NUM_BEAMS",
     "engine_threads": "ENGINE_THREADS", "consensus_samples": "CONSENSUS_SAMPLES",
+    "max_in_flight": "MAX_IN_FLIGHT", "feedback_per_minute": "FEEDBACK_PER_MINUTE",
+    "feedback_max_mb": "FEEDBACK_MAX_MB",
 }
 
 
@@ -60,6 +61,11 @@ class Settings:
     # ONNX Runtime threads of the embedded engine. One, as in the Seldon image: a small model's
     # step is too short to split, and the server's own threads use the other cores.
     engine_threads: int = 1
+    # Requests decoding at once; more are answered 503 at once instead of queueing (see
+    # summarizer.budget). Below the server's threads, so health checks always find one free.
+    max_in_flight: int = 2
+    feedback_per_minute: int = 10  # feedback rows one client address may store a minute
+    feedback_max_mb: int = 512  # the feedback database refuses new rows past this size
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -67,7 +73,8 @@ class Settings:
         if self.summarizer_url is not None:
             object.__setattr__(self, "summarizer_url", _http_url("summarizer_url", self.summarizer_url))
         object.__setattr__(self, "github_api_url", _http_url("github_api_url", self.github_api_url))
-        for name in ("timeout", "max_batch", "max_content_length", "engine_threads"):
+        for name in ("timeout", "max_batch", "max_content_length", "engine_threads", "max_in_flight",
+                     "feedback_per_minute", "feedback_max_mb"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{ENV_NAMES[name]}={getattr(self, name)}: must be above 0")
         if not 1 <= self.num_beams <= MAX_BEAMS:
@@ -81,6 +88,7 @@ class Settings:
         env = os.environ if env is None else env
         converters = {"timeout": float, "max_batch": int, "max_content_length": int, "num_beams": int,
                       "engine_threads": int, "consensus_samples": int,
+                      "max_in_flight": int, "feedback_per_minute": int, "feedback_max_mb": int,
                       "feedback_db": Path, "samples_file": Path}
         values: dict[str, object] = {}
         for name, variable in ENV_NAMES.items():

@@ -18,12 +18,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -54,6 +53,12 @@ _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 _RETRIED = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _Skip = tuple[str, str, str]  # reason, where, detail: SkipCounter.add's arguments
 _MAX_RATE_LIMIT_WAITS = 10  # consecutive rate-limit answers for one URL before giving up
+# GitHub's rate-limit windows last an hour and its secondary limits ask for a minute or a few,
+# so a longer wait comes from a wrong clock or a broken proxy. Waits are cut to a day: a number
+# that prints and sleeps (a Retry-After of 400 digits is an infinite float), yet longer than any
+# sane maximum wait, so callers still refuse it.
+LONGEST_WAIT = 86400.0
+_UNSAID_WAIT = 60.0  # a limit whose length the headers do not say: GitHub's documented minimum
 
 
 def parse_repo(text: str) -> str:
@@ -117,6 +122,46 @@ def error_message(response: requests.Response) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return body["message"]
     return response.reason or ""
+
+
+def rate_limit_wait(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds a rate-limit answer's headers ask to wait, at most LONGEST_WAIT; None if they say
+    nothing of a wait. Shared by the crawler and the web app so both read the headers alike.
+
+    Retry-After is whole seconds or an HTTP date; X-RateLimit-Reset, an epoch second, counts
+    only when X-RateLimit-Remaining is 0. Only ASCII digits are numbers ("²".isdigit() is true).
+    """
+    retry_after = headers.get("Retry-After", "").strip()
+    if retry_after:
+        if _is_number(retry_after):
+            seconds = float(retry_after)  # inf past float's range: cut below
+        else:
+            at = _http_date(retry_after)
+            seconds = _UNSAID_WAIT if at is None else _until(at, now)
+    elif headers.get("X-RateLimit-Remaining", "").strip() == "0":
+        reset = headers.get("X-RateLimit-Reset", "").strip()
+        seconds = _until(float(reset), now) if _is_number(reset) else _UNSAID_WAIT
+    else:
+        return None
+    return min(seconds, LONGEST_WAIT)
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _http_date(text: str) -> float | None:
+    """The epoch time of an HTTP date (a zoneless one taken as UTC), None if it is not one."""
+    try:
+        when = parsedate_to_datetime(text)
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _until(at: float, now: float) -> float:
+    """Seconds from `now` to `at`, a time on GitHub's clock: one more for the clocks' skew."""
+    return max(at - now, 0.0) + 1.0
 
 
 def _write_atomically(path: Path, data: Any) -> None:
@@ -403,31 +448,29 @@ class RepositoryCrawl:
         """Seconds to wait if `response` is a rate-limit answer, else None."""
         if response.status_code not in (403, 429):
             return None
-        headers = response.headers
-        retry_after = headers.get("Retry-After", "").strip()
-        if retry_after:
-            if retry_after.isdigit():
-                return float(retry_after)
-            try:
-                return max(parsedate_to_datetime(retry_after).timestamp() - self._clock(), 1.0)
-            except (TypeError, ValueError):
-                return 60.0
-        reset = headers.get("X-RateLimit-Reset", "")
-        if headers.get("X-RateLimit-Remaining") == "0" and reset.isdigit():
-            return float(math.ceil(max(int(reset) - self._clock(), 0.0)) + 1)  # + clock skew
+        wait = rate_limit_wait(response.headers, self._clock())
+        if wait is not None:
+            return wait
         if response.status_code == 429 or "rate limit" in error_message(response).lower():
             return 60.0 * 2**waits  # a secondary limit without headers: GitHub says >= 1 min
         return None
 
     def _wait_for_rate_limit(self, wait: float) -> None:
-        until = datetime.fromtimestamp(self._clock() + wait, UTC).strftime("%H:%M:%S")
+        hint = "" if self.token else " Set GITHUB_TOKEN for a higher limit."
         if wait > self.max_wait:
-            raise UserError(
-                f"GitHub rate limit reached; it resets in {wait:.0f} s (at {until} UTC), longer "
-                f"than the maximum wait of {self.max_wait:.0f} s. "
-                + ("Run again later: the crawl resumes where it stopped."
-                   if self.state_dir is not None else "Run again later.")
-                + ("" if self.token else " Set GITHUB_TOKEN for a higher limit."))
-        log.warning("GitHub rate limit reached; waiting %.0f s (until %s UTC).%s", wait, until,
-                    "" if self.token else " Set GITHUB_TOKEN for a higher limit.")
+            raise self._not_waiting(wait, hint)
+        until = datetime.fromtimestamp(self._clock() + wait, UTC).strftime("%H:%M:%S")
+        log.warning("GitHub rate limit reached; waiting %.0f s (until %s UTC).%s", wait, until, hint)
         self._sleep(wait)
+
+    def _not_waiting(self, wait: float, hint: str) -> UserError:
+        """Why the crawl stops instead of waiting `wait` s, and when to run it again."""
+        if wait >= LONGEST_WAIT:  # no GitHub limit lasts that long: its windows are an hour
+            when, rerun = "more than a day", "in an hour"
+        else:
+            until = datetime.fromtimestamp(self._clock() + wait, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            when, rerun = f"{wait:.0f} s (at {until} UTC)", f"after {until} UTC"
+        return UserError(
+            f"GitHub rate limit reached; it resets in {when}, longer than the maximum wait of "
+            f"{self.max_wait:.0f} s. Run again {rerun}"
+            + (": the crawl resumes where it stopped." if self.state_dir is not None else ".") + hint)
