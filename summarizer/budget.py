@@ -16,8 +16,9 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from summarizer.cleaning import clean_body, has_words
 from summarizer.decoding import DecodeConfig
-from summarizer.errors import Busy, RequestError
+from summarizer.errors import Busy, NothingToSummarize, RequestError
 
 MAX_BATCH = 64
 MAX_BODY_CHARS = 100_000  # the model reads only the start of a body (see cleaning.model_text)
@@ -35,7 +36,8 @@ def cost(bodies: int, config: DecodeConfig) -> int:
 
 def check_request(bodies: Sequence[str], config: DecodeConfig, max_batch: int = MAX_BATCH,
                   max_body_chars: int = MAX_BODY_CHARS, max_cost: int = MAX_COST) -> None:
-    """Refuse a request over the limits (413), naming the limit and what to send instead."""
+    """Refuse a request over the limits (413), naming the limit and what to send instead, or
+    with a body that has nothing to summarize (422)."""
     if not bodies:
         raise RequestError("no issue bodies in the request: send at least one")
     if len(bodies) > max_batch:
@@ -45,6 +47,10 @@ def check_request(bodies: Sequence[str], config: DecodeConfig, max_batch: int = 
         if len(body) > max_body_chars:
             raise RequestError(f"body {index} has {len(body):,} characters; the limit is "
                                f"MAX_BODY_CHARS={max_body_chars:,}", 413)
+    # The engine refuses these too; found here, they are answered without waiting for a slot.
+    empty = [index for index, body in enumerate(bodies) if not has_words(clean_body(body))]
+    if empty:
+        raise NothingToSummarize(empty)
     asked = cost(len(bodies), config)
     if asked > max_cost:
         per_body = asked // len(bodies)

@@ -171,6 +171,8 @@ def test_a_full_gate_answers_busy_at_once_with_retry_after(app: Flask, client: F
         assert_message(answer, 503, "busy")
         assert int(answer.headers["Retry-After"]) >= 1
         assert client.get("/healthz").status_code == 200  # health never waits for a slot
+        refused = client.post("/api/summarize", json={"body": NOTHING["an HTML comment"]})
+        assert_message(refused, 422, "nothing to summarize")  # found before a slot is asked for
     assert client.post("/api/summarize", json={"body": BODY}).status_code == 200
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'issue_summarizer_web_errors_total{kind="busy"} 1' in metrics
