@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import logging
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from summarizer.errors import UserError
+from summarizer.ingest import ingest
 from summarizer.readers import file_format, read_file
 from summarizer.records import Issue
 from summarizer.skips import SkipCounter
@@ -573,3 +575,249 @@ def test_real_kaggle_rows(shared_data: Path, tmp_path: Path) -> None:
             r"https://github\.com/([^/]+)/([^/]+)/issues/(\d+)", url).groups()
         assert issue.url == f"https://github.com/{owner}/{name}/issues/{number}"
         assert issue.repo == f"{owner}/{name}"
+
+
+# ------------------------------------------------------------------ broken CSV quoting
+
+URL_TOKEN = re.compile(r"https?://\S+")
+KAGGLE_HEADER = "issue_url,issue_title,body"
+
+
+def _row(n: int, body: str | None = None) -> str:
+    """One issue as csv.writer writes it (the body quoted when it needs to be)."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\n").writerow(
+        [f"https://github.com/acme/quotes/issues/{n}", f"Issue {n}",
+         body if body is not None else f'Body of {n}, with a comma and "quotes".'])
+    return line.getvalue()
+
+
+def _write(tmp_path: Path, *lines: str, header: str = KAGGLE_HEADER) -> Path:
+    path = tmp_path / "dump.csv"
+    path.write_text(header + "\n" + "".join(lines), encoding="utf-8")
+    return path
+
+
+def _numbers(issues: list[Issue]) -> list[int]:
+    for issue in issues:
+        assert URL_TOKEN.fullmatch(issue.url), issue.url  # never a sentence from a body
+    return [int(issue.url.rsplit("/", 1)[1]) for issue in issues]
+
+
+def test_csv_quote_that_never_closes_costs_one_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=SKIP_LOGGER)
+    broken = 'https://github.com/acme/quotes/issues/3,Issue 3,"He said ""hi\nand went on\n'
+    path = _write(tmp_path, _row(1), _row(2), broken, _row(4), _row(5, "two\nlines"), _row(6))
+    issues, skips = read(path)
+    assert _numbers(issues) == [1, 2, 4, 5, 6]
+    assert [i.title for i in issues] == ["Issue 1", "Issue 2", "Issue 4", "Issue 5", "Issue 6"]
+    assert issues[2].body == 'Body of 4, with a comma and "quotes".'
+    assert issues[3].body == "two\nlines"
+    assert skips.as_dict() == {"malformed_csv_row": 1}
+    # lines: header 1, issues 2 and 3, the broken issue 4 and its body's second line 5
+    assert [m for m in skip_messages(caplog) if "malformed_csv_row" in m] == [
+        f"skipped {path}:4: malformed_csv_row "
+        "(not valid CSV: ',' expected after '\"'; lines 4-5 skipped)"]
+
+
+def test_csv_row_swallowing_the_rest_unquoted(tmp_path: Path) -> None:
+    """No later quote ends the open one: the reader reaches the end of the file in it."""
+    plain = [f"https://github.com/acme/quotes/issues/{n},Issue {n},plain body {n}\n"
+             for n in (3, 4, 5)]
+    path = _write(tmp_path, _row(1), 'https://github.com/acme/quotes/issues/2,Issue 2,"open\n',
+                  *plain)
+    issues, skips = read(path)
+    assert _numbers(issues) == [1, 3, 4, 5]
+    assert issues[-1].body == "plain body 5"
+    assert skips.as_dict() == {"malformed_csv_row": 1}
+
+
+def test_csv_broken_row_at_the_end(tmp_path: Path) -> None:
+    path = _write(tmp_path, _row(1), _row(2),
+                  'https://github.com/acme/quotes/issues/3,Issue 3,"never closed\nat all\n')
+    issues, skips = read(path)
+    assert _numbers(issues) == [1, 2]
+    assert skips.as_dict() == {"malformed_csv_row": 1}
+
+
+def test_csv_two_broken_rows_in_a_row(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger=SKIP_LOGGER)
+    path = _write(tmp_path, _row(1),
+                  'https://github.com/acme/quotes/issues/2,Issue 2,"open\ncontinued\n',
+                  'https://github.com/acme/quotes/issues/3,"Issue "3",body\n',
+                  _row(4), _row(5))
+    issues, skips = read(path)
+    assert _numbers(issues) == [1, 4, 5]
+    assert skips.as_dict() == {"malformed_csv_row": 2}
+    wheres = [m.split(": ")[0] for m in skip_messages(caplog)]
+    assert wheres == [f"skipped {path}:3", f"skipped {path}:5"]
+
+
+def test_csv_url_at_a_line_start_inside_a_quoted_body_stays_in_the_body(tmp_path: Path) -> None:
+    body = ("See the earlier report:\nhttps://github.com/acme/quotes/issues/9\n"
+            "https://github.com/acme/quotes/issues/9,Looks like a row,but is body text")
+    path = _write(tmp_path, _row(1), _row(2, body), _row(3))
+    issues, skips = read(path)
+    assert skips.total() == 0
+    assert _numbers(issues) == [1, 2, 3]
+    assert issues[1].body == body
+
+
+def test_csv_row_whose_url_field_is_not_a_url(tmp_path: Path) -> None:
+    path = _write(tmp_path, _row(1), "see the log below,Issue 2,body\n", _row(3),
+                  "https://github.com/acme/quotes/issues/4 again,Issue 4,body\n", _row(5))
+    issues, skips = read(path)
+    assert _numbers(issues) == [1, 3, 5]
+    assert skips.as_dict() == {"malformed_csv_row": 2}
+
+
+def test_bigquery_export_with_a_broken_row(tmp_path: Path) -> None:
+    header = "issue_url,issue_title,body,repo,labels,created_at,id,author"
+
+    def row(n: int, body: str) -> str:
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow(
+            [f"https://github.com/acme/big/issues/{n}", f"Issue {n}", body, "acme/big",
+             '["bug", "area: x, y"]', "2024-03-01T15:10:00Z", str(9000 + n), "ana"])
+        return line.getvalue()
+
+    broken = ('https://github.com/acme/big/issues/2,Issue 2,"a quote left open ""here\n'
+              'second line,acme/big,[],2024-03-01T15:10:00Z,9002,ana\n')
+    path = _write(tmp_path, row(1, "one\ntwo"), broken, row(3, "three\nfour"), header=header)
+    issues, skips = read(path)
+    assert _numbers(issues) == [1, 3]
+    assert skips.as_dict() == {"malformed_csv_row": 1}
+    assert issues[1].body == "three\nfour" and issues[1].id == 9003
+    assert issues[1].labels == ["bug", "area: x, y"]
+
+
+def test_csv_without_a_url_column_counts_rows_as_before(tmp_path: Path) -> None:
+    """No URL tells a row's start there: a bad row is counted and the next line read on."""
+    path = _write(tmp_path, "First,body one\n", "Second,body,extra\n", 'Third,"a ""b"" c"\n',
+                  header="issue_title,body")
+    issues, skips = read(path)
+    assert [(i.url, i.title, i.body) for i in issues] == [
+        (None, "First", "body one"), (None, "Third", 'a "b" c')]
+    assert skips.as_dict() == {"malformed_csv_row": 1}
+
+
+def test_csv_hostile_labels_and_ids(tmp_path: Path) -> None:
+    """Labels are parsed as JSON and ids as integers: neither may abort the file."""
+    header = "issue_url,issue_title,body,labels,id"
+    rows = [
+        "https://github.com/acme/ids/issues/1,Deep labels,b," + "[" * 5000 + ",7\n",
+        "https://github.com/acme/ids/issues/2,Huge label number,b,[1" + "0" * 5000 + "],8\n",
+        "https://github.com/acme/ids/issues/3,Superscript id,b,,\u00b2\n",
+        "https://github.com/acme/ids/issues/4,Huge id,b,," + "9" * 5000 + "\n",
+        "https://github.com/acme/ids/issues/5,Fine,b,\"[\"\"bug\"\"]\",42\n",
+    ]
+    issues, skips = read(_write(tmp_path, *rows, header=header))
+    assert skips.total() == 0
+    assert [(i.title, i.id) for i in issues] == [
+        ("Deep labels", 7), ("Huge label number", 8), ("Superscript id", None),
+        ("Huge id", None), ("Fine", 42)]
+    assert issues[0].labels == ["[" * 5000] and issues[4].labels == ["bug"]
+
+
+def test_csv_header_that_is_not_csv_is_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / "huge-header.csv"
+    path.write_text('"' + "x" * (1 << 24 | 1) + '"\n')  # past csv's field size limit
+    with pytest.raises(UserError) as caught:
+        read(path)
+    message = str(caught.value)
+    assert len(message) < 300 and "header row is not valid CSV" in message, message[:300]
+
+
+def test_ingest_reports_the_broken_csv_row(tmp_path: Path) -> None:
+    path = _write(tmp_path, _row(1), 'https://github.com/acme/quotes/issues/2,Issue 2,"open\n',
+                  _row(3))
+    out = tmp_path / "issues.jsonl"
+    report = ingest([str(path)], str(out), state_root=tmp_path / "state")
+    assert report["skipped"] == {"malformed_csv_row": 1}
+    assert report["written"] == 2
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["url"] for r in written] == [
+        f"https://github.com/acme/quotes/issues/{n}" for n in (1, 3)]
+
+
+# ------------------------------------------------------------------ hostile JSON
+
+
+def _issue_line(title: str) -> str:
+    return json.dumps({"title": title, "body": "b"})
+
+
+def _deep_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [m for m in skip_messages(caplog) if "nested too deeply" in m]
+
+
+def test_deeply_nested_json_lines_are_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=SKIP_LOGGER)
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join([
+        _issue_line("before"), "[" * 5000, '{"a":' * 3000, "[" * 1000 + "]" * 1000,
+        _issue_line("after")]) + "\n")
+    issues, skips = read(path)
+    assert [i.title for i in issues] == ["before", "after"]
+    # the closed array is deep enough for the standard parser only: orjson reads it
+    assert skips.as_dict() == {"invalid_json": 2, "wrong_type": 1}
+    assert [m.split(": ")[0] for m in _deep_messages(caplog)] == [
+        f"skipped {path}:{n}" for n in (2, 3)]
+
+
+def test_deeply_nested_json_document_is_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=SKIP_LOGGER)
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 5000 + "\n" + json.dumps([{"title": "after", "body": "b"}]) + "\n"
+                    + "{" + '"a":{' * 3000 + "\n" + _issue_line("last") + "\n")
+    issues, skips = read(path)
+    assert [i.title for i in issues] == ["after", "last"]
+    assert skips.as_dict() == {"invalid_json": 2}
+    assert len(_deep_messages(caplog)) == 2
+
+
+def test_deeply_nested_first_line_is_counted(tmp_path: Path) -> None:
+    """The first line decides between JSON lines and a document: a deep one must not abort."""
+    path = tmp_path / "deep-first.jsonl"
+    path.write_text("\n".join(['{"a":' * 3000, _issue_line("second"), _issue_line("third")]))
+    issues, skips = read(path)
+    assert [i.title for i in issues] == ["second", "third"]
+    assert skips.as_dict() == {"invalid_json": 1}
+
+
+def test_json_numbers_too_long_for_an_integer_are_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=SKIP_LOGGER)
+    huge = "1" + "0" * 5000
+    lines, document = tmp_path / "huge.jsonl", tmp_path / "huge.json"
+    lines.write_text("\n".join([
+        _issue_line("before"), '{"title": "t", "body": "b", "id": ' + huge + "}",
+        _issue_line("after")]) + "\n")
+    document.write_text(json.dumps({"title": "before", "body": "b"}, indent=2) + "\n"
+                        + "[" + huge + "]\n" + _issue_line("after") + "\n")
+    for path in (lines, document):
+        issues, skips = read(path)
+        assert [i.title for i in issues] == ["before", "after"], path.name
+        assert skips.as_dict() == {"invalid_json": 1}, path.name
+    assert sum("4300 digits" in m for m in skip_messages(caplog)) == 2
+
+
+def test_deep_values_inside_an_object_are_counted(tmp_path: Path) -> None:
+    """orjson reads values nested up to 1024 deep, deeper than repr() can print them."""
+    deep = "[" * 1000 + "]" * 1000
+    path = tmp_path / "deep-fields.jsonl"
+    path.write_text("\n".join([
+        _issue_line("first"),
+        '{"html_url": ' + deep + ', "title": "deep url"}',
+        '{"type": "IssuesEvent", "payload": {"action": ' + deep + "}}",
+        _issue_line("last")]) + "\n")
+    issues, skips = read(path)
+    assert [i.title for i in issues] == ["first", "last"]
+    assert skips.as_dict() == {"wrong_type": 1, "not_opened_event": 1}

@@ -19,6 +19,19 @@ from summarizer.records import Issue, RecordError, make_issue
 from summarizer.skips import SkipCounter
 
 _DECODER = json.JSONDecoder()
+# What the parsers raise on hostile input: JSONDecodeError (a ValueError) from both; from the
+# standard library also ValueError for integers of over 4,300 digits and RecursionError for
+# values nested deeper than the interpreter's recursion limit.
+MALFORMED = (ValueError, RecursionError)
+
+
+def _problem(error: ValueError | RecursionError) -> str:
+    """What a skipped value's log line says is wrong with it."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if isinstance(error, json.JSONDecodeError):
+        return error.msg
+    return str(error).split(";")[0]  # drop the advice to raise the digit limit
 
 
 def _is_pull_request(issue: dict[str, Any]) -> bool:
@@ -26,7 +39,9 @@ def _is_pull_request(issue: dict[str, Any]) -> bool:
     pr = issue.get("pull_request")
     if isinstance(pr, dict) and any(pr.get(k) for k in ("url", "html_url", "diff_url")):
         return True
-    return "/pull/" in str(issue.get("html_url") or "")
+    html_url = issue.get("html_url")
+    # str() of any other value could be nested too deeply to print
+    return isinstance(html_url, str) and "/pull/" in html_url
 
 
 def from_rest(issue: dict[str, Any], repo: str | None = None) -> Issue:
@@ -56,8 +71,11 @@ def from_object(obj: Any) -> Issue:
     kind = obj.get("type")
     if kind == "IssuesEvent" and isinstance(obj.get("payload"), dict):
         payload = obj["payload"]
-        if payload.get("action") != "opened":
-            raise RecordError("not_opened_event", f"IssuesEvent action {payload.get('action')!r}")
+        action = payload.get("action")
+        if action != "opened":
+            # repr() of a value that is not a string could be nested too deeply to print
+            shown = repr(action) if isinstance(action, str) else f"a {type(action).__name__}"
+            raise RecordError("not_opened_event", f"IssuesEvent action {shown}")
         if not isinstance(payload.get("issue"), dict):
             raise RecordError("missing_field", "IssuesEvent without payload.issue")
         repo = obj.get("repo", {}).get("name") if isinstance(obj.get("repo"), dict) else None
@@ -76,6 +94,14 @@ def from_object(obj: Any) -> Issue:
     raise RecordError("unrecognized_object", "neither an issue, an event nor a record")
 
 
+def _after_bad_value(text: str, pos: int) -> int:
+    """Where to read on after the value at `pos` failed to parse: the next line that starts
+    a value (JSON lines, or documents written back to back)."""
+    nxt = min((i for i in (text.find("\n{", pos + 1), text.find("\n[", pos + 1)) if i >= 0),
+              default=-1)
+    return len(text) if nxt < 0 else nxt + 1
+
+
 def _values_of_document(text: str, where: str, skips: SkipCounter) -> Iterator[tuple[int, Any]]:
     """Every top-level value of a document that may hold several, with its line number."""
     pos, end = 0, len(text)
@@ -89,14 +115,9 @@ def _values_of_document(text: str, where: str, skips: SkipCounter) -> Iterator[t
         counted = pos
         try:
             value, pos = _DECODER.raw_decode(text, pos)
-        except json.JSONDecodeError as error:
-            skips.add("invalid_json", f"{where}:{line}", error.msg)
-            # Resynchronise at the next line that starts a value.
-            nxt = min((i for i in (text.find("\n{", pos + 1), text.find("\n[", pos + 1)) if i >= 0),
-                      default=-1)
-            if nxt < 0:
-                return
-            pos = nxt + 1
+        except MALFORMED as error:
+            skips.add("invalid_json", f"{where}:{line}", _problem(error))
+            pos = _after_bad_value(text, pos)
             continue
         if isinstance(value, list):
             for item in value:
@@ -115,8 +136,8 @@ def _values(handle: BinaryIO, where: str, skips: SkipCounter) -> Iterator[tuple[
     if first_text.lstrip().startswith("{"):
         try:
             value = json.loads(first_text)
-        except json.JSONDecodeError:
-            value = None  # not one object per line: a pretty-printed document
+        except MALFORMED:
+            value = None  # not one object per line: a pretty-printed document (or bad JSON)
         if isinstance(value, dict):  # JSON lines: stream, one record per line
             yield 1, value
             for number, raw in enumerate(handle, 2):
@@ -132,8 +153,8 @@ def _values(handle: BinaryIO, where: str, skips: SkipCounter) -> Iterator[tuple[
                     continue
                 try:
                     yield number, json.loads(text)
-                except json.JSONDecodeError as error:
-                    skips.add("invalid_json", f"{where}:{number}", error.msg)
+                except MALFORMED as error:
+                    skips.add("invalid_json", f"{where}:{number}", _problem(error))
             return
     rest = handle.read().decode("utf-8", "surrogateescape")
     yield from _values_of_document(first_text + rest, where, skips)
