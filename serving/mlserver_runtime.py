@@ -4,12 +4,15 @@
 model `issue-summarizer`. A request carries one BYTES input, `body`, of shape [N] or [N, 1] (UTF-8
 text; JSON strings over REST, bytes over gRPC) and optional decoding parameters; the response has
 the BYTES output `title` [N] and, with `num_return` > 1 or when asked for in `outputs`, `candidates`
-and `scores` [N, num_return]. A bad request is refused with a 400 (413 for a batch or body over
-the limit) and a message saying what is wrong; the server goes on serving.
+and `scores` [N, num_return]. Requests follow the rule of summarizer.budget, like the web app's
+and the Seldon wrapper's: a bad request is refused with a 4xx (413 for a batch, body or cost
+over the limit, 422 for a body with nothing to summarize) and a message saying what is wrong,
+and a request that finds MAX_IN_FLIGHT others decoding gets a 503 with Retry-After; the server
+goes on serving.
 
 Settings come from the environment, with the names and defaults of the Seldon wrapper
 (serving/README.md): MODEL_BUNDLE (else the model settings' `parameters.uri`), ENGINE_THREADS,
-MAX_BATCH and MAX_BODY_CHARS.
+MAX_BATCH, MAX_BODY_CHARS and MAX_IN_FLIGHT.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from mlserver.types import (
     ResponseOutput,
 )
 from mlserver.utils import get_model_uri
+from starlette.exceptions import HTTPException
 
-from summarizer.decoding import MAX_SAMPLES
+from summarizer import budget
+from summarizer.budget import Gate, check_request
+from summarizer.decoding import MAX_BEAMS, MAX_SAMPLES, DecodeConfig
 from summarizer.engine import Summarizer, Title
-from summarizer.errors import UserError
+from summarizer.errors import Busy, RequestError
 
 INPUT = "body"
 OUTPUTS = ("title", "candidates", "scores")
-MAX_BEAMS = 16
 
 
 class BadRequest(MLServerError):
@@ -46,6 +51,15 @@ class BadRequest(MLServerError):
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message, status_code=status)
+
+
+class Overloaded(HTTPException, MLServerError):
+    """Every slot is taken: 503 with Retry-After. MLServer's own error answer cannot carry a
+    header, FastAPI's for an HTTPException can (so REST answers `{"detail": message}`); being
+    an MLServerError too, gRPC answers it with the message (as UNKNOWN), not as an internal error."""
+
+    def __init__(self, error: Busy) -> None:
+        super().__init__(503, str(error), headers={"Retry-After": str(math.ceil(error.retry_after or 1))})
 
 
 def _env_int(name: str, default: int) -> int:
@@ -62,8 +76,9 @@ class IssueSummarizerRuntime(MLModel):
     uri so that a container is configured without editing its settings files."""
 
     async def load(self) -> bool:
-        self._max_batch = _env_int("MAX_BATCH", 64)
-        self._max_body_chars = _env_int("MAX_BODY_CHARS", 100_000)
+        self._max_batch = _env_int("MAX_BATCH", budget.MAX_BATCH)
+        self._max_body_chars = _env_int("MAX_BODY_CHARS", budget.MAX_BODY_CHARS)
+        self._gate = Gate(_env_int("MAX_IN_FLIGHT", budget.MAX_IN_FLIGHT))
         threads = _env_int("ENGINE_THREADS", 1)
         uri = os.environ.get("MODEL_BUNDLE", "").strip() or await get_model_uri(self.settings)
         # Loading hashes every file: off the event loop, like inference. A bad bundle or setting
@@ -77,22 +92,32 @@ class IssueSummarizerRuntime(MLModel):
         options = self._options(payload.parameters)
         num_return = options.pop("num_return")
         wanted = self._wanted_outputs(payload, num_return)
-        # ONNX Runtime releases the GIL: decoding in a thread keeps health checks answering.
+        cost = DecodeConfig(num_beams=options["num_beams"], num_return=num_return,
+                            consensus=options.get("consensus", False), samples=options.get("samples", 0))
         try:
-            if wanted == ["title"]:
-                titles = await asyncio.to_thread(self._summarizer.summarize, bodies, **options)
-                outputs = [_text_output("title", titles, [len(titles)])]
-            else:
-                found = await asyncio.to_thread(self._summarizer.candidates, bodies, num_return=num_return,
-                                                **options)
-                outputs = _candidate_outputs(found, wanted)
-        except UserError as error:  # the engine's word on settings these checks let through
-            raise BadRequest(str(error)) from error
+            check_request(bodies, cost, max_batch=self._max_batch, max_body_chars=self._max_body_chars)
+            with self._gate.slot():
+                outputs = await self._decode(bodies, options, num_return, wanted)
+        except Busy as error:
+            raise Overloaded(error) from None
+        except RequestError as error:  # the limits', or the engine's: nothing to summarize, bad text
+            raise BadRequest(str(error), error.status) from None
         return InferenceResponse(model_name=self.name, model_version=self._summarizer.version,
                                  outputs=outputs)
 
+    async def _decode(self, bodies: list[str], options: dict[str, Any], num_return: int,
+                      wanted: list[str]) -> list[ResponseOutput]:
+        """The outputs `wanted`. ONNX Runtime releases the GIL: decoding in a thread keeps health
+        checks answering."""
+        if wanted == ["title"]:
+            titles = await asyncio.to_thread(self._summarizer.summarize, bodies, **options)
+            return [_text_output("title", titles, [len(titles)])]
+        found = await asyncio.to_thread(self._summarizer.candidates, bodies, num_return=num_return, **options)
+        return _candidate_outputs(found, wanted)
+
     def _bodies(self, inputs: list[RequestInput]) -> list[str]:
-        """The issue bodies of the request's one BYTES input, checked against the limits."""
+        """The issue bodies of the request's one BYTES input, each text (the limits are
+        `check_request`'s)."""
         if not inputs:
             raise BadRequest(f"the request has no inputs: send one BYTES input named {INPUT!r}")
         named = [item for item in inputs if item.name == INPUT]
@@ -114,13 +139,11 @@ class IssueSummarizerRuntime(MLModel):
             raise BadRequest(f"input {tensor.name!r} has shape {tensor.shape} but {len(items)} items")
         if not items:
             raise BadRequest(f"input {tensor.name!r} holds no issue bodies")
-        if len(items) > self._max_batch:
-            raise BadRequest(f"{len(items)} issue bodies in one request; the limit is MAX_BATCH="
-                             f"{self._max_batch}: send them in smaller batches", 413)
         return [self._body(index, item) for index, item in enumerate(items)]
 
-    def _body(self, index: int, item: Any) -> str:
-        """One body as text (JSON brings strings, gRPC bytes), checked against the limits."""
+    @staticmethod
+    def _body(index: int, item: Any) -> str:
+        """One body as text (JSON brings strings, gRPC bytes), not blank."""
         if not isinstance(item, str | bytes):
             raise BadRequest(f"body {index} is not text (got {type(item).__name__})")
         try:  # REST's JSON parser has already refused invalid text (a lone surrogate)
@@ -129,9 +152,6 @@ class IssueSummarizerRuntime(MLModel):
             raise BadRequest(f"body {index} is not UTF-8 text: {error}") from error
         if not text.strip():
             raise BadRequest(f"body {index} is empty: a title needs the issue's text")
-        if len(text) > self._max_body_chars:
-            raise BadRequest(f"body {index} has {len(text):,} characters; the limit is "
-                             f"MAX_BODY_CHARS={self._max_body_chars:,}", 413)
         return text
 
     def _options(self, parameters: Parameters | None) -> dict[str, Any]:

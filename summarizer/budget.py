@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from summarizer.cleaning import clean_body, has_words
 from summarizer.decoding import DecodeConfig
 from summarizer.errors import Busy, NothingToSummarize, RequestError
+from summarizer.records import UNDECODABLE
 
 MAX_BATCH = 64
 MAX_BODY_CHARS = 100_000  # the model reads only the start of a body (see cleaning.model_text)
@@ -34,12 +35,24 @@ def cost(bodies: int, config: DecodeConfig) -> int:
     return bodies * (config.num_beams + config.samples + int(config.consensus))
 
 
+def check_text(bodies: Sequence[str]) -> None:
+    """Bodies must be text the tokenizer can take: a lone surrogate (a broken \\u escape in
+    JSON) cannot be encoded and would fail deep inside it."""
+    if isinstance(bodies, str) or not all(isinstance(body, str) for body in bodies):
+        raise RequestError("bodies must be a list of strings")
+    for index, body in enumerate(bodies):
+        if not body.isascii() and UNDECODABLE.search(body):
+            raise RequestError(f"body {index} holds characters that are not valid Unicode text (a lone "
+                               "surrogate, e.g. from a broken \\u escape); send UTF-8 text")
+
+
 def check_request(bodies: Sequence[str], config: DecodeConfig, max_batch: int = MAX_BATCH,
                   max_body_chars: int = MAX_BODY_CHARS, max_cost: int = MAX_COST) -> None:
     """Refuse a request over the limits (413), naming the limit and what to send instead, or
     with a body that has nothing to summarize (422)."""
     if not bodies:
         raise RequestError("no issue bodies in the request: send at least one")
+    check_text(bodies)
     if len(bodies) > max_batch:
         raise RequestError(f"{len(bodies)} bodies in one request; the limit is MAX_BATCH={max_batch}: "
                            "send them in smaller batches", 413)

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from summarizer.budget import check_text
 from summarizer.bundle import ENGINE_FILES, fetch
 from summarizer.cleaning import has_words, model_text
 from summarizer.decoding import (
@@ -33,7 +34,6 @@ from summarizer.decoding import (
 from summarizer.errors import NothingToSummarize, RequestError
 from summarizer.featurize import pad_rows
 from summarizer.lead import lead_tokens
-from summarizer.records import UNDECODABLE
 from summarizer.tokenization import special_ids, title_text, title_words
 from summarizer.word_cache import WordCache
 
@@ -51,17 +51,6 @@ SHIPPED = Path(__file__).resolve().parent.parent / "models" / "default"
 def default_bundle() -> str:
     """$SUMMARIZER_MODEL, else the model shipped in this checkout."""
     return os.environ.get("SUMMARIZER_MODEL") or str(SHIPPED)
-
-
-def _check_text(bodies: Sequence[str]) -> None:
-    """Bodies must be text the tokenizer can take: a lone surrogate (a broken \\u escape in
-    JSON) cannot be encoded and would fail deep inside it."""
-    if isinstance(bodies, str) or not all(isinstance(body, str) for body in bodies):
-        raise RequestError("bodies must be a list of strings")
-    for index, body in enumerate(bodies):
-        if not body.isascii() and UNDECODABLE.search(body):
-            raise RequestError(f"body {index} holds characters that are not valid Unicode text (a lone "
-                               "surrogate, e.g. from a broken \\u escape); send UTF-8 text")
 
 
 @dataclass(frozen=True)
@@ -164,7 +153,7 @@ class Summarizer:
                    samples: int = 0, cleaned: bool = False) -> list[list[Title]]:
         """The best `num_return` (default: all `num_beams`) titles per body, best first;
         `cleaned` bodies (a prepared dataset's text) are only tokenized."""
-        _check_text(bodies)
+        check_text(bodies)
         config = self._config(num_beams, num_return or num_beams, max_length, min_length, length_penalty,
                               no_repeat_ngram, repeat_penalty, end_penalty, lead_bonus, consensus, samples)
         texts = list(bodies) if cleaned else self.cleaned(bodies)

@@ -1,12 +1,15 @@
 """The MLServer runtime under a real `mlserver start` (MLServer 1.7, its own environment built by
 `scripts/setup-serving-env.sh mlserver`) on loopback: V2 inference gives the engine's titles,
-the metadata lists the tensors, and bad requests get a 4xx with a message while the server
-keeps serving."""
+the metadata lists the tensors, bad and hostile requests get a 4xx with a message while the
+server keeps serving, and a busy server answers 503 with Retry-After and still answers health
+checks."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,8 +45,8 @@ def engine() -> Summarizer:
     return Summarizer.load(BUNDLE, threads=1)
 
 
-def _infer(url: str, payload: dict | str) -> requests.Response:
-    if isinstance(payload, str):
+def _infer(url: str, payload: dict | str | bytes) -> requests.Response:
+    if isinstance(payload, str | bytes):
         return requests.post(f"{url}/v2/models/{MODEL}/infer", data=payload, timeout=60,
                              headers={"Content-Type": "application/json"})
     return requests.post(f"{url}/v2/models/{MODEL}/infer", json=payload, timeout=60)
@@ -130,7 +133,27 @@ BAD_REQUESTS = {
     "empty body": (_bodies(["a real bug report", "  \n "]), 400, "body 1 is empty"),
     "lone surrogate": (json.dumps(_bodies(["\ud800 a bug"])), 422, "no low surrogate"),
     "body over the limit": (_bodies(["x" * 100_001]), 413, "body 0 has 100,001 characters"),
-    "batch over the limit": (_bodies(["a bug"] * 65), 413, "65 issue bodies in one request; the limit is"),
+    "batch over the limit": (_bodies(["a bug"] * 65), 413,
+                             "65 bodies in one request; the limit is MAX_BATCH=64"),
+    "over the cost budget": ({**_bodies(["a bug"] * 33), "parameters": {"num_beams": 16}}, 413,
+                             "this request asks for 528 titles decoded (33 bodies x 16 each"),
+    "deep nesting": ("[" * 100_000 + "]" * 100_000, 422, "depth limit exceeded"),
+    "deep nesting in the data": (json.dumps(_bodies(["a bug"])).replace('"a bug"', "[" * 5000 + "]" * 5000),
+                                 422, "depth limit exceeded"),
+    "unclosed deep nesting": ("[" * 1000, 422, "JSON decode error"),
+    "invalid UTF-8": (json.dumps(_bodies(["a bug"])).encode().replace(b"a bug", b"\xff\xfe bug"), 422,
+                      "not valid UTF-8"),
+    "a 5,000-digit number": (json.dumps({**_bodies(["a bug"]), "parameters": {"num_beams": 1}})
+                             .replace(": 1}", ": " + "9" * 5000 + "}"), 422, "JSON decode error"),
+    "NaN": (json.dumps({**_bodies(["a bug"]), "parameters": {"num_beams": 1}}).replace(": 1}", ": NaN}"),
+            422, "JSON decode error"),
+    "only invisible characters": (_bodies(["a real bug report", "\u200b\u200c\ufeff"]), 422,
+                                  "nothing to summarize in body 1"),
+    "only NUL": (_bodies(["\x00"]), 422, "nothing to summarize in body 0"),
+    "an empty code fence": (_bodies(["```\n```"]), 422, "nothing to summarize in body 0"),
+    "an HTML comment": (_bodies(["<!-- describe the bug here -->"]), 422, "nothing to summarize in body 0"),
+    "template headings only": (_bodies(["### Describe the bug\n\n### Expected behavior\n"]), 422,
+                               "nothing to summarize in body 0"),
     "shape and data disagree": (_bodies(["a bug"], [3]), 400, "shape [3] but 1 items"),
     "base64 content": (_bodies(["YQ=="], parameters={"content_type": "base64"}), 400, "content type"),
     "beams out of range": ({**_bodies(["a bug"]), "parameters": {"num_beams": 0}}, 400, "num_beams"),
@@ -177,3 +200,41 @@ def test_a_bad_bundle_stops_the_server_with_its_reason(server: str, tmp_path: Pa
     finally:
         end_group(process)
     assert "not a model bundle" in log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def busy_server(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second server with one slot (`start_mlserver` passes MAX_IN_FLIGHT on from this process)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MAX_IN_FLIGHT", "1")
+        with mlserver(tmp_path_factory.mktemp("busy") / "mlserver.log") as url:
+            yield url
+
+
+def test_a_busy_server_answers_503_and_health_checks_at_once(busy_server: str) -> None:
+    """Four requests of 8 bodies at the web page's decoding (about 1.5 s each, alone) at once
+    on one slot."""
+    body = "The app crashes with a KeyError when I open a CSV file after updating to 2.0. " * 5
+    payload = {**_bodies([body] * 8), "parameters": {"num_beams": 4, "consensus": True, "samples": 32}}
+    answers: list[requests.Response] = []
+
+    def send() -> None:
+        answers.append(_infer(busy_server, payload))
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    ready = requests.get(f"{busy_server}/v2/health/ready", timeout=10)
+    ready_seconds = time.monotonic() - started
+    still_decoding = any(sender.is_alive() for sender in senders)
+    for sender in senders:
+        sender.join()
+    assert ready.status_code == 200 and ready_seconds < 1, ready_seconds
+    assert still_decoding, "the requests ended before the health check: make them longer"
+    assert {answer.status_code for answer in answers} == {200, 503}, [answer.text[:200] for answer in answers]
+    for answer in answers:
+        if answer.status_code == 503:
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert "the server is busy" in answer.json()["detail"]

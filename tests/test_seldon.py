@@ -1,12 +1,14 @@
 """The Seldon model class: in-process for its input checks (against stand-ins for the two
 seldon_core names it imports, as seldon-core cannot share this environment), and under the real
 `seldon-core-microservice` from .venvs/seldon on the shipped bundle: titles equal the engine's,
-bad payloads get a 4xx with a clear message and the service keeps serving, health, metadata and
-metrics answer, and the service is reachable only on loopback. The environment also reads a
-bundle from Cloud Storage (the emulator)."""
+bad and hostile payloads get a 4xx with a clear message and the service keeps serving, a busy
+service answers 503 with Retry-After and still answers health checks, health, metadata and
+metrics answer, a bad bundle or setting stops it with one line, and the service is reachable
+only on loopback. The environment also reads a bundle from Cloud Storage (the emulator)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import json
@@ -14,6 +16,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +26,9 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from servers import build_serving_environment
+from servers import build_serving_environment, end_group
 
-from serving.microservice import ENVIRONMENT, Service, serve
+from serving.microservice import ENVIRONMENT, SERVING, Service, serve
 from summarizer import storage
 from summarizer.decoding import DEFAULT_LEAD_BONUS
 from summarizer.engine import Summarizer
@@ -33,6 +37,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = REPO_ROOT / "models" / "default"
 EXAMPLES = REPO_ROOT / "examples" / "issues"
 MAX_BATCH = 24  # the service's configured limit; the batch test sends 20 bodies
+# What the engine cannot title: bodies that clean down to nothing.
+NOTHING_TO_SUMMARIZE = ["\u200b\u200c\ufeff", "\x00", "```\n```", "<!-- describe the bug here -->",
+                        "### Describe the bug\n\n### Expected behavior\n\n### Steps to reproduce\n"]
+# The web page's decoding: 4 beams, 32 samples and the greedy title, 37 titles a body.
+EXPENSIVE = {"CONSENSUS": "on", "NUM_BEAMS": "4", "SAMPLES": "32"}
+LONG_BODY = "The app crashes with a KeyError when I open a CSV file after updating to 2.0. " * 5
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +157,22 @@ def test_predict_keeps_the_request_shape(model: Any, engine: Summarizer, bodies:
     assert model.predict(bodies[0], []) == expected[0]
 
 
+@pytest.mark.parametrize("body", NOTHING_TO_SUMMARIZE + ["\ud800 a lone surrogate"])
+def test_the_engines_refusals_are_4xx(model: Any, body: str) -> None:
+    refusal = _refusal(model.predict, np.array([[body]], dtype=object), [])
+    assert refusal.status_code == (400 if "\ud800" in body else 422)
+
+
+def test_a_request_finding_every_slot_taken_is_told_to_come_back(model: Any) -> None:
+    slots = model.settings.max_in_flight
+    with contextlib.ExitStack() as taken:
+        for _ in range(slots):
+            taken.enter_context(model.gate.slot())
+        refusal = _refusal(model.predict, np.array([["a body"]]), [])
+    assert refusal.status_code == 503 and "busy" in refusal.message
+    assert model.predict(np.array([["a body"]]), []).shape == (1, 1)  # the slots are free again
+
+
 def test_metrics_report_each_request_once(model: Any) -> None:
     model.predict(np.array([["one body"], ["another body"]]), [])
     counter, timer = model.metrics()
@@ -172,6 +198,11 @@ def test_tags_health_and_metadata(model: Any, engine: Summarizer) -> None:
     ("CONSENSUS", "on", "CONSENSUS=on needs titles to choose among: NUM_BEAMS or SAMPLES of 2 or more"),
     ("SAMPLES", "8", "SAMPLES only serve the consensus: set CONSENSUS=on, or SAMPLES=0"),
     ("SAMPLES", "-1", "SAMPLES must be at least 0"),
+    ("SAMPLES", "65", "SAMPLES must be at most 64"),
+    ("NUM_BEAMS", "17", "NUM_BEAMS must be at most 16"),
+    ("MAX_LENGTH", "65", "MAX_LENGTH must be at most 64"),
+    ("LENGTH_PENALTY", "nan", "LENGTH_PENALTY='nan' is not a finite number"),
+    ("MAX_IN_FLIGHT", "0", "MAX_IN_FLIGHT must be at least 1"),
 ])
 def test_bad_settings_stop_the_start(model_module: types.ModuleType, name: str, value: str,
                                      message: str) -> None:
@@ -254,7 +285,16 @@ def test_str_data_and_flat_lists(service: Service, engine: Summarizer, bodies: l
 
 
 @pytest.mark.parametrize(("payload", "status", "message"), [
-    (b"this is not JSON", 400, "Can't find JSON"),
+    (b"this is not JSON", 400, "the request body cannot be read: it is not valid JSON"),
+    (b"[" * 1000, 400, "it is nested too deeply"),
+    (b'{"data": ' + b"[" * 100_000, 400, "it is nested too deeply"),
+    (b'{"strData": "\\ud800 a bug"}', 400, "lone surrogate"),
+    (b'{"strData": "\\ud800"}', 400, "lone surrogate"),  # not text, before it is found to hold no words
+    (b'{"strData": "\xff\xfe a bug"}', 400, "it is not UTF-8 text"),
+    (b'{"strData": ' + b"9" * 5000 + b"}", 400, "a number with more digits"),
+    (b'{"strData": NaN}', 400, "NaN is not a JSON value"),
+    *[({"strData": body}, 422, "nothing to summarize in body 0") for body in NOTHING_TO_SUMMARIZE],
+    ({"data": {"ndarray": [["a real bug report"], ["\u200b"]]}}, 422, "nothing to summarize in body 1"),
     ({"data": {"ndarray": [["a body", "another body"]]}}, 400, "data.ndarray[0] must be"),
     ({"data": {"ndarray": [["a body"], [42]]}}, 400, "data.ndarray[1] must be"),
     ({"data": {"ndarray": [["a body"], [True]]}}, 400, "data.ndarray[1] must be"),
@@ -282,6 +322,18 @@ def test_bad_payloads_get_a_clear_4xx_and_the_service_goes_on(
     assert good.json()["strData"] == engine.summarize(["The app crashes when I open a file"])[0]
 
 
+@pytest.mark.parametrize(("how", "field"), [("params", "[" * 1000), ("data", "[" * 1000),
+                                            ("data", "not JSON"), ("files", "[" * 1000)])
+def test_json_in_form_fields_is_read_strictly_too(service: Service, how: str, field: str) -> None:
+    """Seldon also takes the payload from a `json` query argument or form field, or from multipart
+    fields, which it parses itself."""
+    name = "data" if how == "files" else "json"
+    sent = {how: {name: (None, field) if how == "files" else field}}
+    answer = requests.post(service.url + "/api/v1.0/predictions", timeout=60, **sent)
+    assert answer.status_code == 400, answer.text
+    assert "the request's JSON field cannot be read" in answer.json()["status"]["info"]
+
+
 def test_health_and_metadata(service: Service, engine: Summarizer) -> None:
     assert requests.get(service.url + "/health/ping", timeout=10).text.strip() == "pong"
     status = requests.get(service.url + "/health/status", timeout=30)
@@ -303,6 +355,93 @@ def test_metrics_count_titles(service: Service) -> None:
     assert _titles_counted(service) == before + 3
     assert "issue_summarizer_engine_seconds_bucket" in service.metrics()
     assert service.peak_memory_bytes() > 50 * 2**20
+
+
+@pytest.fixture(scope="module")
+def busy_service(seldon_env: None) -> Iterator[Service]:
+    """One slot, expensive decoding, and threads to spare for refusals and health checks."""
+    with serve(BUNDLE, env={"MAX_IN_FLIGHT": "1", **EXPENSIVE}, threads=4) as running:
+        yield running
+
+
+def test_a_request_over_the_cost_budget_is_refused(busy_service: Service) -> None:
+    answer = _post(busy_service, {"data": {"ndarray": [[LONG_BODY]] * 14}})  # 14 x 37 = 518 > 512
+    assert answer.status_code == 413, answer.text
+    assert "518 titles decoded" in answer.json()["status"]["info"]
+    assert "send at most 13 bodies" in answer.json()["status"]["info"]
+
+
+def test_a_busy_service_answers_503_and_health_checks_at_once(busy_service: Service) -> None:
+    """Four requests of 8 bodies (about 1.5 s each, alone) at once on one slot."""
+    answers: list[requests.Response] = []
+
+    def send() -> None:
+        answers.append(_post(busy_service, {"data": {"ndarray": [[LONG_BODY]] * 8}}))
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    ping = requests.get(busy_service.url + "/health/ping", timeout=10)
+    ping_seconds = time.monotonic() - started
+    still_decoding = any(sender.is_alive() for sender in senders)
+    for sender in senders:
+        sender.join()
+    assert ping.status_code == 200 and ping_seconds < 1, ping_seconds
+    assert still_decoding, "the requests ended before the health check: make them longer"
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses[0] == 200 and statuses[-1] == 503, [answer.text[:200] for answer in answers]
+    assert set(statuses) == {200, 503}
+    for answer in answers:
+        if answer.status_code == 503:
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert "the server is busy" in answer.json()["status"]["info"]
+
+
+def _bad_hash(bundle: Path) -> Path:
+    """A copy of the shipped bundle (linked) whose manifest gives one file another sha256."""
+    for file in BUNDLE.iterdir():
+        if file.name != "manifest.json":
+            (bundle / file.name).symlink_to(file)
+    manifest = json.loads((BUNDLE / "manifest.json").read_text())
+    digests = manifest["files"]
+    name = next(iter(digests))
+    digests[name] = "0" * 64
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return bundle
+
+
+@pytest.mark.parametrize(("setup", "message"), [
+    pytest.param(lambda folder: {"MODEL_BUNDLE": str(folder / "missing")},
+                 "missing: not a model bundle (no manifest.json)", id="no bundle"),
+    pytest.param(lambda folder: {"MODEL_BUNDLE": str(_bad_hash(folder))},
+                 "differs from the manifest (sha256)", id="a wrong sha256"),
+    pytest.param(lambda folder: {"MAX_BATCH": "many"}, "MAX_BATCH='many' is not an integer",
+                 id="a bad setting"),
+])
+def test_a_bad_bundle_or_setting_stops_the_service_with_one_line(
+        seldon_env: None, tmp_path: Path, setup: Any, message: str) -> None:
+    """The real command, in a network namespace of its own (it binds every interface)."""
+    env = {**os.environ, "MODEL_BUNDLE": str(BUNDLE), "GRPC_WORKERS": "0", **setup(tmp_path)}
+    command = [str(ENVIRONMENT / "bin" / "seldon-core-microservice"), "IssueSummarization",
+               "--service-type", "MODEL"]
+    output = tmp_path / "microservice.log"
+    with output.open("wb") as out:
+        process = subprocess.Popen(["unshare", "-rn", *command], cwd=SERVING, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the service kept running:\n{output.read_text(errors='replace')[-3000:]}")
+    finally:
+        end_group(process)
+    log = output.read_text(errors="replace")
+    assert process.returncode != 0, log[-3000:]
+    line = next((line for line in log.splitlines() if "issue-summarizer: error: " in line), "")
+    assert message in line, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
 
 
 def _listening(pids: set[int]) -> set[tuple[str, int]]:
