@@ -8,9 +8,11 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,41 @@ def mlserver(log: Path, timeout: float = 90.0) -> Iterator[str]:
         assert process.poll() is None, f"mlserver died meanwhile:\n{log.read_text(errors='replace')[-4000:]}"
     finally:
         end_group(process)
+
+
+@dataclass(frozen=True)
+class Overload:
+    answers: list[requests.Response]  # of the requests sent at once
+    health: requests.Response  # the health check sent while they were decoding
+    health_seconds: float
+    still_decoding: bool  # whether a request was still running when the health check came back
+
+
+def overload(send: Callable[[], requests.Response], health_url: str, count: int = 4) -> Overload:
+    """`count` calls of `send` at once, and a health check 0.3 s into them: what a server with
+    fewer slots than requests answers each, and whether its health check waited for them."""
+    answers: list[requests.Response] = []
+    senders = [threading.Thread(target=lambda: answers.append(send())) for _ in range(count)]
+    for sender in senders:
+        sender.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    health = requests.get(health_url, timeout=10)
+    health_seconds = time.monotonic() - started
+    still_decoding = any(sender.is_alive() for sender in senders)
+    for sender in senders:
+        sender.join()
+    return Overload(answers, health, health_seconds, still_decoding)
+
+
+def assert_sheds_load(found: Overload, message: Callable[[requests.Response], str]) -> None:
+    """Some requests got titles, the others a 503 with Retry-After and the busy message (read by
+    `message`), and the health check answered at once while the titles were being decoded."""
+    assert found.health.status_code == 200 and found.health_seconds < 1, found.health_seconds
+    assert found.still_decoding, "the requests ended before the health check: make them longer"
+    statuses = {answer.status_code for answer in found.answers}
+    assert statuses == {200, 503}, [answer.text[:200] for answer in found.answers]
+    for answer in found.answers:
+        if answer.status_code == 503:
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert "the server is busy" in message(answer)
