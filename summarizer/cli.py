@@ -131,6 +131,14 @@ def _add_prepare(commands: argparse._SubParsersAction, common: argparse.Argument
                         help="repositories with more than this share of rows stay in train")
     parser.add_argument("--split-seed", default=split.seed,
                         help="changes which repositories are held out")
+    parser.add_argument("--pretraining", action="store_true",
+                        help="also write the pretrain split: gap sentences and masked spans from the "
+                             "train repositories' bodies, untitled issues' included")
+    parser.add_argument("--kaggle-share", type=_fraction, default=defaults.kaggle_share,
+                        help="share of train pairs rewritten as the Kaggle dump writes text "
+                             "(lowercase, markdown characters stripped)")
+    parser.add_argument("--kaggle-seed", type=int, default=defaults.kaggle_seed,
+                        help="changes which train pairs --kaggle-share rewrites")
     parser.add_argument("--workers", type=_positive, help="cleaning processes (default: CPUs)")
 
 
@@ -344,6 +352,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
         tokenizer_sample=args.tokenizer_sample,
         split=SplitConfig(dev_fraction=args.dev_fraction, test_fraction=args.test_fraction,
                           max_heldout_share=args.max_heldout_share, seed=args.split_seed),
+        pretraining=args.pretraining, kaggle_share=args.kaggle_share, kaggle_seed=args.kaggle_seed,
     )
     report = prepare(args.inputs, args.output, config, workers=args.workers)
     print(json.dumps(report, indent=2))

@@ -15,7 +15,7 @@ from summarizer.baselines import BASELINES
 from summarizer.cleaning import clean_title, has_words, model_text
 from summarizer.dataset import open_dataset
 from summarizer.errors import UserError
-from summarizer.metrics import score, title_stats
+from summarizer.metrics import invention_stats, score, title_stats
 from summarizer.prepare import MANIFEST, PrepareConfig
 from summarizer.progress import progress
 from summarizer.readers import read_file
@@ -69,6 +69,12 @@ def _rows(source: str, split: str) -> tuple[list[dict], str, str | None]:
     return (*_record_rows(source), None)
 
 
+def _scores(titles: list[str], references: list[str], bodies: list[str]) -> dict:
+    """Overlap with the real titles, and identifiers made up: a title can score well on ROUGE
+    and still name a function or version its issue never mentions."""
+    return {**score(titles, references), **invention_stats(titles, bodies)}
+
+
 def evaluate(source: str, split: str = "test", predictors: dict[str, Predictor] | None = None,
              examples: int = 10, limit: int = 0) -> dict:
     """Scores overall and per source file, and a few rows side by side, on a prepared
@@ -91,10 +97,11 @@ def evaluate(source: str, split: str = "test", predictors: dict[str, Predictor] 
         "fingerprint": fingerprint,
         "split": split_name,
         "issues": len(rows),
-        "scores": {name: score(predicted, references) for name, predicted in titles.items()},
-        "references": title_stats(references),
+        "scores": {name: _scores(predicted, references, bodies) for name, predicted in titles.items()},
+        "references": {**title_stats(references), **invention_stats(references, bodies)},
         "by_source": {
-            name: {source: score([predicted[i] for i in chosen], [references[i] for i in chosen])
+            name: {source: _scores([predicted[i] for i in chosen], [references[i] for i in chosen],
+                                   [bodies[i] for i in chosen])
                    for source, chosen in sorted(by_source.items())}
             for name, predicted in titles.items()
         },
@@ -110,6 +117,12 @@ def _cell(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")
 
 
+def _invented(stats: dict) -> str:
+    """Both invention shares in one cell, as percentages like the columns beside it."""
+    shares = (stats["invented_token_share"], stats["inventing_title_share"])
+    return " / ".join(str(round(100 * share, 2)) for share in shares)
+
+
 def markdown(report: dict) -> str:
     """The short human-readable report written next to the JSON."""
     metrics = ("rouge1", "rouge2", "rougeL", "bleu", "mean_words", "empty", "repeated_word")
@@ -120,12 +133,14 @@ def markdown(report: dict) -> str:
         "",
         f"Source `{report['dataset']}` (fingerprint `{report['fingerprint'][:16]}`).",
         "",
-        "| predictor | ROUGE-1 | ROUGE-2 | ROUGE-L | BLEU | mean words | % empty | % repeating a word |",
-        "|---|---|---|---|---|---|---|---|",
-        *(f"| {name} | " + " | ".join(str(s[m]) for m in metrics) + " |"
+        "| predictor | ROUGE-1 | ROUGE-2 | ROUGE-L | BLEU | mean words | % empty | % repeating a word "
+        "| % invented identifiers (of tokens / of titles) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *(f"| {name} | " + " | ".join(str(s[m]) for m in metrics) + f" | {_invented(s)} |"
           for name, s in report["scores"].items()),
         "| *real titles* | – | – | – | – | "
-        + " | ".join(str(report["references"][m]) for m in metrics if m in report["references"]) + " |",
+        + " | ".join(str(report["references"][m]) for m in metrics if m in report["references"])
+        + f" | {_invented(report['references'])} |",
         *([f"Models decode with {report['decoding']}."] if report.get("decoding") else []),
         "",
         "## ROUGE-L by source",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from summarizer.progress import progress
-from summarizer.tokenization import special_ids
+from summarizer.tokenization import mask_ids, special_ids
 from summarizer.word_cache import WordCache
 
 BLOCK = 4096  # small enough that the dev and test splits keep both workers busy
@@ -39,6 +40,38 @@ def pad_rows(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, length: 
     return out, int((lengths > room).sum())
 
 
+def encode_marked(cache: WordCache, texts: Sequence[str],
+                  masks: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`WordCache.encode_flat` for texts holding mask tokens (pretraining pairs): the text
+    between masks is encoded as text, each mask is its special id. The space before a mask
+    goes with it, as a word's leading space goes with the word in byte-level BPE."""
+    pattern = re.compile(" ?(" + "|".join(map(re.escape, masks)) + ")")
+    pieces: list[str] = []
+    marks: list[list[int]] = []
+    for text in texts:
+        parts = pattern.split(text)  # text, mask, text, mask, ..., text
+        pieces += parts[0::2]
+        marks.append([masks[mask] for mask in parts[1::2]])
+    flat, starts, lengths = cache.encode_flat(pieces)
+    rows: list[np.ndarray] = []
+    piece = 0
+    for row_marks in marks:
+        row = [flat[starts[piece]:starts[piece] + lengths[piece]]]
+        for mark in row_marks:
+            piece += 1
+            row += [np.array([mark], dtype=np.int32), flat[starts[piece]:starts[piece] + lengths[piece]]]
+        piece += 1
+        rows.append(np.concatenate(row))
+    row_lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    joined = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
+    return joined, np.cumsum(row_lengths) - row_lengths, row_lengths
+
+
+def _ids(cache: WordCache, texts: list[str],
+         masks: dict[str, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return encode_marked(cache, texts, masks) if masks else cache.encode_flat(texts)
+
+
 def _start_worker(tokenizer_json: str) -> None:
     global _CACHE
     # The workers fill the cores; the tokenizer's own threads would only spin beside them
@@ -47,10 +80,10 @@ def _start_worker(tokenizer_json: str) -> None:
     _CACHE = WordCache(Tokenizer.from_str(tokenizer_json))
 
 
-def _encode_block(texts: list[str], length: int, special: dict[str, int] | None,
-                  pad: int) -> tuple[np.ndarray, int]:
+def _encode_block(texts: list[str], length: int, special: dict[str, int] | None, pad: int,
+                  masks: dict[str, int] | None) -> tuple[np.ndarray, int]:
     assert _CACHE is not None, "worker started without its tokenizer"
-    return pad_rows(*_CACHE.encode_flat(texts), length, special, pad)
+    return pad_rows(*_ids(_CACHE, texts, masks), length, special, pad)
 
 
 class Featurizer:
@@ -61,6 +94,7 @@ class Featurizer:
 
     def __init__(self, tokenizer: Tokenizer, workers: int = 1) -> None:
         self.special = special_ids(tokenizer)
+        self.masks = mask_ids(tokenizer)
         self.workers = workers
         self._tokenizer_json = tokenizer.to_str()
         self._local = WordCache(Tokenizer.from_str(self._tokenizer_json)) if workers <= 1 else None
@@ -77,26 +111,33 @@ class Featurizer:
         if self._pool:
             self._pool.shutdown(cancel_futures=True)
 
-    def _encode(self, texts: Sequence[str], length: int, title: bool, what: str) -> Pending:
+    def _encode(self, texts: Sequence[str], length: int, title: bool, what: str,
+                masked: bool) -> Pending:
         special = self.special if title else None
+        if masked and not self.masks:
+            raise ValueError("masked texts need a tokenizer trained with the mask tokens")
+        masks = self.masks if masked else None
         blocks = [list(texts[i:i + BLOCK]) for i in range(0, len(texts), BLOCK)]
         if self._pool:
-            results = [self._pool.submit(_encode_block, b, length, special, self.special["pad"])
+            results = [self._pool.submit(_encode_block, b, length, special, self.special["pad"], masks)
                        for b in blocks]
             done = (future.result() for future in results)
         else:
             assert self._local is not None
-            done = (pad_rows(*self._local.encode_flat(b), length, special, self.special["pad"])
+            local = self._local
+            done = (pad_rows(*_ids(local, b, masks), length, special, self.special["pad"])
                     for b in blocks)
         return Pending(done, len(blocks), what, np.full((0, length), self.special["pad"], np.int32))
 
-    def bodies(self, texts: Sequence[str], length: int) -> Pending:
-        """Body ids, cut to `length` and padded; also how many bodies were cut."""
-        return self._encode(texts, length, title=False, what="bodies")
+    def bodies(self, texts: Sequence[str], length: int, masked: bool = False) -> Pending:
+        """Body ids, cut to `length` and padded; also how many bodies were cut. `masked`:
+        the texts are pretraining sources, whose mask tokens become their ids."""
+        return self._encode(texts, length, title=False, what="bodies", masked=masked)
 
-    def titles(self, texts: Sequence[str], length: int) -> Pending:
-        """`<s> title </s>` ids padded to `length`; also how many titles were cut to fit."""
-        return self._encode(texts, length, title=True, what="titles")
+    def titles(self, texts: Sequence[str], length: int, masked: bool = False) -> Pending:
+        """`<s> title </s>` ids padded to `length`; also how many titles were cut to fit.
+        `masked`: the texts are pretraining targets, whose mask tokens become their ids."""
+        return self._encode(texts, length, title=True, what="titles", masked=masked)
 
 
 class Pending:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 SPLITS = ("train", "dev", "test")
@@ -32,8 +32,10 @@ def _unit(key: str, seed: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def assign_splits(groups: Sequence[str], config: SplitConfig) -> list[str]:
-    """The split of each row, given its group key (`repo:owner/name` or `content:<hash>`)."""
+def split_rule(groups: Sequence[str], config: SplitConfig) -> Callable[[str], str]:
+    """The split of any group key, with the cuts and the repositories kept in train that
+    `groups` (one key per row) make: rows that are not part of `groups` (untitled issues read
+    for pretraining) follow the same repository split without moving any row of it."""
     sizes = Counter(groups)
     limit = config.max_heldout_share * len(groups)
     forced = {g for g, n in sizes.items() if n > limit and g.startswith("repo:")}
@@ -45,8 +47,14 @@ def assign_splits(groups: Sequence[str], config: SplitConfig) -> list[str]:
     scale = min(len(groups) / eligible, 0.5 / held_out) if eligible and held_out else 0.0
     test_cut = config.test_fraction * scale
     dev_cut = test_cut + config.dev_fraction * scale
-    result = []
-    for group in groups:
+
+    def split(group: str) -> str:
         u = 1.0 if group in forced else _unit(group, config.seed)
-        result.append("test" if u < test_cut else "dev" if u < dev_cut else "train")
-    return result
+        return "test" if u < test_cut else "dev" if u < dev_cut else "train"
+
+    return split
+
+
+def assign_splits(groups: Sequence[str], config: SplitConfig) -> list[str]:
+    """The split of each row, given its group key (`repo:owner/name` or `content:<hash>`)."""
+    return list(map(split_rule(groups, config), groups))
