@@ -15,6 +15,7 @@ from summarizer.baselines import BASELINES
 from summarizer.cleaning import clean_title, has_words, model_text
 from summarizer.dataset import open_dataset
 from summarizer.errors import UserError
+from summarizer.kaggle_format import kaggle_format
 from summarizer.metrics import invention_stats, score, title_stats
 from summarizer.prepare import MANIFEST, PrepareConfig
 from summarizer.progress import progress
@@ -75,6 +76,23 @@ def _scores(titles: list[str], references: list[str], bodies: list[str]) -> dict
     return {**score(titles, references), **invention_stats(titles, bodies)}
 
 
+def text_format(body: str) -> str:
+    """`kaggle` for a body written as the Kaggle/BigQuery dump writes text (lowercase, one line,
+    no markdown characters: the input the original example trained on), else `github`. Scored
+    apart, since the two forms are not equally hard and the mix differs between sources. A body
+    of a few words ("help") could be either and counts as github."""
+    return "kaggle" if len(body.split()) >= 8 and body == kaggle_format(body) else "github"
+
+
+def _breakdown(groups: dict[str, list[int]], titles: dict[str, list[str]], references: list[str],
+               bodies: list[str]) -> dict[str, dict[str, dict]]:
+    """Each predictor's scores on each group of rows."""
+    return {name: {group: _scores([predicted[i] for i in chosen], [references[i] for i in chosen],
+                                  [bodies[i] for i in chosen])
+                   for group, chosen in sorted(groups.items())}
+            for name, predicted in titles.items()}
+
+
 def evaluate(source: str, split: str = "test", predictors: dict[str, Predictor] | None = None,
              examples: int = 10, limit: int = 0) -> dict:
     """Scores overall and per source file, and a few rows side by side, on a prepared
@@ -89,8 +107,10 @@ def evaluate(source: str, split: str = "test", predictors: dict[str, Predictor] 
     titles = {name: predict(bodies) for name, predict in
               progress(predictors.items(), "predicting", total=len(predictors), unit="predictors")}
     by_source: dict[str, list[int]] = defaultdict(list)
+    by_format: dict[str, list[int]] = defaultdict(list)
     for index, row in enumerate(rows):
         by_source[row.get("source") or "unknown"].append(index)
+        by_format[text_format(row["body"])].append(index)
     step = max(1, len(rows) // max(examples, 1))
     return {
         "dataset": source,
@@ -99,12 +119,8 @@ def evaluate(source: str, split: str = "test", predictors: dict[str, Predictor] 
         "issues": len(rows),
         "scores": {name: _scores(predicted, references, bodies) for name, predicted in titles.items()},
         "references": {**title_stats(references), **invention_stats(references, bodies)},
-        "by_source": {
-            name: {source: _scores([predicted[i] for i in chosen], [references[i] for i in chosen],
-                                   [bodies[i] for i in chosen])
-                   for source, chosen in sorted(by_source.items())}
-            for name, predicted in titles.items()
-        },
+        "by_source": _breakdown(by_source, titles, references, bodies),
+        "by_format": _breakdown(by_format, titles, references, bodies),
         "examples": [
             {"url": rows[i].get("url"), "body": bodies[i][:300], "reference": references[i],
              **{name: predicted[i] for name, predicted in titles.items()}}
@@ -146,12 +162,9 @@ def markdown(report: dict) -> str:
         "## ROUGE-L by source",
         "",
     ]
-    sources = sorted({source for per in report["by_source"].values() for source in per})
-    lines += ["| predictor | " + " | ".join(sources) + " |",
-              "|---|" + "---|" * len(sources)]
-    for name, per in report["by_source"].items():
-        lines.append(f"| {name} | " + " | ".join(
-            f"{per[s]['rougeL']} (n={per[s]['count']})" for s in sources) + " |")
+    lines += _rouge_table(report["by_source"])
+    lines += ["", "## ROUGE-L by text format (kaggle: lowercase, one line, no markdown)", ""]
+    lines += _rouge_table(report["by_format"])
     names = list(report["scores"])
     lines += ["", "## Examples", "", "| reference | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
@@ -159,6 +172,15 @@ def markdown(report: dict) -> str:
         lines.append(f"| {_cell(example['reference'])} | "
                      + " | ".join(_cell(example[n]) for n in names) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _rouge_table(breakdown: dict[str, dict[str, dict]]) -> list[str]:
+    groups = sorted({group for per in breakdown.values() for group in per})
+    lines = ["| predictor | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    for name, per in breakdown.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{per[g]['rougeL']} (n={per[g]['count']})" if g in per else "–" for g in groups) + " |")
+    return lines
 
 
 def write_report(report: dict, output: str) -> None:

@@ -16,7 +16,7 @@ from conftest import TinyRun
 
 from summarizer.baselines import BASELINES, first_sentence, first_words
 from summarizer.errors import UserError
-from summarizer.evaluate import evaluate, markdown, write_report
+from summarizer.evaluate import evaluate, markdown, text_format, write_report
 from summarizer.ingest import ingest
 from summarizer.metrics import (
     invented_identifiers,
@@ -212,6 +212,19 @@ def test_evaluate_cli(dataset: Path, tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr
 
 
+@pytest.mark.parametrize(("body", "form"), [
+    ("when xdg_config_home is set pyrite still looks for ~/.config/pyrite/config.toml and ignores it",
+     "kaggle"),
+    ("When XDG_CONFIG_HOME is set pyrite still looks for ~/.config/pyrite/config.toml and ignores it",
+     "github"),
+    ("when i run the `build` command the output folder is empty and no error is printed at all", "github"),
+    ("the export fails\nwith a key error when the file name has a slash in it somewhere", "github"),
+    ("help me please", "github"),
+])
+def test_text_format_tells_the_kaggle_dumps_form(body: str, form: str) -> None:
+    assert text_format(body) == form
+
+
 def test_any_issue_source_can_be_evaluated_without_preparing_it(tmp_path: Path) -> None:
     report = evaluate(str(REPO_ROOT / "examples" / "issues"), examples=2)
     # 38 issues in the examples; one has an empty body and cannot be scored.
@@ -220,6 +233,9 @@ def test_any_issue_source_can_be_evaluated_without_preparing_it(tmp_path: Path) 
         "kaggle-dump.csv", "rest-api-page.json", "gharchive-2024-03-01-15.json.gz",
         "issue-7.json", "issue-12.json", "issue-19.json", "issue-23.json"}
     assert markdown(report).startswith("# Evaluation: all issues (37)")
+    formats = {group: stats["count"] for group, stats in report["by_format"]["first-sentence"].items()}
+    assert formats == {"github": 36, "kaggle": 1}  # one row of kaggle-dump.csv is written that way
+    assert "## ROUGE-L by text format" in markdown(report)
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"title": "No body here", "body": ""}\n{"title": "", "body": "text"}\n')
     with pytest.raises(UserError, match="no issue with both a title and a body"):
