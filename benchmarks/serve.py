@@ -69,10 +69,11 @@ def original_style(model_folder: Path, max_length: int) -> Callable[[str], str]:
     `predict` per generated token (the Transformer's Keras step model reruns the prefix)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from summarizer.engine import Summarizer
-    from summarizer.models import copy_head, inference_models, load_model
+    from summarizer.models import copy_head, inference_models
+    from summarizer.titles import KerasTitler
 
     engine = Summarizer.load(model_folder, threads=1)  # only for its identical tokenization
-    model = load_model(model_folder / "model.keras")
+    model = KerasTitler.load(str(model_folder)).model  # the bundle's Keras weights
     encoder, decoder = inference_models(model)
     start, end = engine._special["start"], engine._special["end"]
 

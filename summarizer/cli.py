@@ -245,17 +245,21 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 def _add_export(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "export", parents=[common], formatter_class=_Help,
-        help="turn a finished training run into a model folder with a manifest",
+        help="turn a finished training run into a model bundle with a manifest",
         description=(
-            "Copy the run's best model.keras and its tokenizer.json into OUTPUT (local or gs://) "
-            "and write manifest.json: architecture, settings, commands, data fingerprint, scores "
-            "from an evaluate report, training time, hardware and the sha256 of every file."
+            "Write the run's best model into OUTPUT (local or gs://) as a model bundle: the ONNX "
+            "graphs serving runs and the Keras weights, every weight stored once in weights.bin, "
+            "its tokenizer.json, and manifest.json: architecture, settings, commands, data "
+            "fingerprint, scores from an evaluate report, training time, hardware and the sha256 "
+            "of every file. Given a bundle instead of a run, re-pack it in this version's format "
+            "(its manifest kept, the re-packing recorded)."
         ),
         epilog="example: issue-summarizer export runs/transformer -o models/default "
                "--report reports/test.json",
     )
-    parser.add_argument("run", help="training run folder (from issue-summarizer train)")
-    parser.add_argument("-o", "--output", required=True, help="model folder to write")
+    parser.add_argument("run", help="training run folder (from issue-summarizer train), or a bundle "
+                                    "folder to re-pack")
+    parser.add_argument("-o", "--output", required=True, help="bundle folder to write")
     parser.add_argument("--report", help="evaluate's JSON report that scored this run (--model RUN)")
 
 

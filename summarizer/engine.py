@@ -8,6 +8,7 @@ TensorFlow or Keras: the Seldon and MLServer images and the web app stay small.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Sequence
@@ -53,6 +54,13 @@ def default_bundle() -> str:
     return os.environ.get("SUMMARIZER_MODEL") or str(SHIPPED)
 
 
+def _digest(files: dict[str, str]) -> str:
+    """12 hex digits that change when any file of the bundle does (the graphs alone keep theirs
+    when only the weights they point to change)."""
+    listed = "".join(f"{name} {digest}\n" for name, digest in sorted(files.items()))
+    return hashlib.sha256(listed.encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class Title:
     text: str
@@ -65,7 +73,7 @@ class Summarizer:
 
     def __init__(self, folder: Path, manifest: dict, threads: int | None = None) -> None:
         self.manifest = manifest
-        self.version = f"{manifest['architecture']}-{manifest['files']['decoder.onnx'][:12]}"
+        self.version = f"{manifest['architecture']}-{_digest(manifest['files'])}"
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1

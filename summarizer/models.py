@@ -13,11 +13,16 @@ Padding is id 0; titles are `<s> title </s>` and are fed shifted by one.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import keras
+import numpy as np
 from keras import ops
 
+from summarizer.bundle import KERAS_WEIGHTS, WEIGHTS
+from summarizer.errors import UserError
 from summarizer.layers import (
     PACKAGE,
     CopyHead,
@@ -181,3 +186,20 @@ def inference_models(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 def load_model(path: object) -> keras.Model:
     """A saved `.keras` model; loading through this module registers the custom layers."""
     return keras.models.load_model(path)
+
+
+def bundle_model(folder: Path, manifest: dict) -> keras.Model:
+    """A verified bundle's Keras model: built from its config, each variable read from where
+    `keras_weights.json` puts it in `weights.bin` (the bundle keeps no `.keras` copy)."""
+    index = json.loads((folder / KERAS_WEIGHTS).read_text())
+    model = build_model(ModelConfig(**manifest["config"]["model"]), index["vocab_size"])
+    stored = index["weights"]
+    if sorted(stored) != sorted(variable.path for variable in model.weights):
+        raise UserError(f"{folder}: its Keras weights do not fit the model its manifest describes; "
+                        "export it again with this version of issue-summarizer")
+    data = np.memmap(folder / WEIGHTS, dtype=np.uint8, mode="r")
+    for variable in model.weights:
+        place = stored[variable.path]
+        raw = data[place["offset"]:place["offset"] + place["length"]]
+        variable.assign(np.array(raw.view(place["dtype"]).reshape(place["shape"])))
+    return model

@@ -1,8 +1,8 @@
 """Titles from a trained Keras model, through the shared numpy decoder in `decoding`.
 
 This is how training and evaluation read a model (the serving engine runs the same search over
-ONNX graphs). A model folder is a training run directory or an exported model: it holds
-`model.keras`, `tokenizer.json` and `config.json` (or a manifest carrying that config).
+ONNX graphs). A model folder is a training run directory (`model.keras`, `tokenizer.json` and
+`config.json`) or an exported bundle (its Keras weights and a manifest carrying that config).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from summarizer import storage
-from summarizer.bundle import MANIFEST, verify
+from summarizer.bundle import KERAS_FILES, MANIFEST, verify
 from summarizer.decoding import DecodeConfig, Scorer, Select, Step, decode, log_softmax
 from summarizer.engine import Summarizer
 from summarizer.errors import UserError
 from summarizer.featurize import encode_bodies
 from summarizer.lead import lead_tokens
-from summarizer.models import copy_head, inference_models, load_model
+from summarizer.models import bundle_model, copy_head, inference_models, load_model
 from summarizer.progress import progress
 from summarizer.tokenization import special_ids, title_text, title_words
 
@@ -69,15 +69,17 @@ class KerasTitler:
 
     @classmethod
     def load(cls, folder: str) -> KerasTitler:
+        """A training run (its model.keras) or a bundle (its Keras weights, hashes checked)."""
         path = Path(folder)
-        config_file = path / "config.json"
-        has_config = config_file.exists() or (path / MANIFEST).exists()
-        if not ((path / "model.keras").exists() and (path / "tokenizer.json").exists() and has_config):
+        if (path / MANIFEST).exists():
+            manifest = verify(path, KERAS_FILES)
+            model, config = bundle_model(path, manifest), manifest["config"]
+        elif all((path / name).exists() for name in ("model.keras", "tokenizer.json", "config.json")):
+            model, config = load_model(path / "model.keras"), json.loads((path / "config.json").read_text())
+        else:
             raise UserError(f"{folder}: not a model folder (needs model.keras, tokenizer.json and "
                             "config.json or manifest.json; a finished training run or an exported "
                             "model has them)")
-        config = verify(path)["config"] if (path / MANIFEST).exists() else json.loads(config_file.read_text())
-        model = load_model(path / "model.keras")
         return cls(model, Tokenizer.from_file(str(path / "tokenizer.json")), config["body_len"],
                    config["model"]["kind"])
 

@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 
 from summarizer import storage
+from summarizer.bundle import MANIFEST as BUNDLE_MANIFEST
 from summarizer.errors import UserError
 from summarizer.models import KINDS, ModelConfig
 from summarizer.prepare import MANIFEST
@@ -101,6 +102,12 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
     return config
 
 
+def _bundle_without_keras_file(path: str) -> bool:
+    """A bundle keeps its Keras weights in weights.bin, which warm starting does not read."""
+    return (storage.exists(storage.join(path, BUNDLE_MANIFEST))
+            and not storage.exists(storage.join(path, "model.keras")))
+
+
 def _check(config: TrainConfig) -> None:
     if not config.dataset:
         raise UserError("no dataset: set dataset = \"path\" in the config or pass dataset=PATH")
@@ -110,6 +117,10 @@ def _check(config: TrainConfig) -> None:
     if config.init_from and not storage.exists(config.init_from):
         raise UserError(f"init_from {config.init_from!r} does not exist; pass a trained run folder or "
                         "its model.keras")
+    if config.init_from and _bundle_without_keras_file(config.init_from):
+        raise UserError(f"init_from {config.init_from!r} is a model bundle, which keeps its Keras weights "
+                        "in weights.bin, not model.keras: pass the training run it was exported from, or a "
+                        f".keras file saved by KerasTitler.load({config.init_from!r}).model.save(PATH)")
     if config.model.kind not in KINDS:
         raise UserError(f"model.kind {config.model.kind!r} is not one of {', '.join(KINDS)}")
     if config.mixed_precision not in ("auto", "off", "bfloat16"):

@@ -59,7 +59,7 @@ def test_graphs_compute_the_keras_models_log_probabilities(kind: str, bundles: d
     once through the scorer, give the full Keras model's teacher-forced logits at every
     position, padded bodies included."""
     engine = Summarizer.load(bundles[kind], threads=1)
-    model = keras.models.load_model(bundles[kind] / "model.keras")
+    model = keras.models.load_model(bundles[kind].parent / f"run-{kind}" / "model.keras")  # as trained
     vocab = model.output_shape[-1]
     rng = np.random.default_rng(1)
     body = rng.integers(1, vocab, (3, 12))
@@ -214,12 +214,15 @@ def copy_of(bundle: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(bundle, tmp_path / "bundle"))
 
 
-def test_a_changed_file_is_refused(bundles: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["decoder.onnx", "weights.bin"])
+def test_a_changed_file_is_refused(name: str, bundles: dict[str, Path], tmp_path: Path) -> None:
+    """The graphs and the weights they point to are each checked before ONNX Runtime reads them."""
     bundle = copy_of(bundles["gru"], tmp_path)
-    data = bytearray((bundle / "decoder.onnx").read_bytes())
+    data = bytearray((bundle / name).read_bytes())
     data[-1] ^= 1
-    (bundle / "decoder.onnx").write_bytes(bytes(data))
-    with pytest.raises(UserError, match=r"decoder.onnx differs from the manifest \(sha256\)"):
+    (bundle / name).write_bytes(bytes(data))
+    message = rf"^{bundle}: {name} differs from the manifest \(sha256\); the bundle was changed after export"
+    with pytest.raises(UserError, match=message):
         Summarizer.load(bundle)
 
 
