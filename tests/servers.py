@@ -132,3 +132,15 @@ def assert_sheds_load(found: Overload, message: Callable[[requests.Response], st
         if answer.status_code == 503:
             assert int(answer.headers["Retry-After"]) >= 1
             assert "the server is busy" in message(answer)
+
+
+def stopped_by_itself(process: subprocess.Popen, log: Path, what: str, timeout: float = 60) -> str:
+    """The log of a server that must stop on its own (a bad bundle, a bad setting); the test
+    fails with the log's end if it is still running after `timeout` seconds."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what} kept running:\n{log.read_text(errors='replace')[-3000:]}")
+    finally:
+        end_group(process)
+    return log.read_text(errors="replace")

@@ -7,7 +7,6 @@ checks."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +15,10 @@ import requests
 from servers import (
     assert_sheds_load,
     build_serving_environment,
-    end_group,
     mlserver,
     overload,
     start_mlserver,
+    stopped_by_itself,
 )
 
 from summarizer.engine import Summarizer
@@ -198,13 +197,7 @@ def test_a_bad_bundle_stops_the_server_with_its_reason(server: str, tmp_path: Pa
     (the environment exists: `server` built it)."""
     log = tmp_path / "mlserver.log"
     process, _ = start_mlserver(log, tmp_path)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"mlserver kept running on a folder that is no bundle:\n{log.read_text()[-4000:]}")
-    finally:
-        end_group(process)
-    assert "not a model bundle" in log.read_text(errors="replace")
+    assert "not a model bundle" in stopped_by_itself(process, log, "mlserver on a folder that is no bundle")
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from servers import assert_sheds_load, build_serving_environment, end_group, overload
+from servers import assert_sheds_load, build_serving_environment, overload, stopped_by_itself
 
 from serving.microservice import ENVIRONMENT, SERVING, Service, serve
 from summarizer import storage
@@ -408,13 +408,7 @@ def test_a_bad_bundle_or_setting_stops_the_service_with_one_line(
         process = subprocess.Popen(["unshare", "-rn", *command], cwd=SERVING, env=env,
                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the service kept running:\n{output.read_text(errors='replace')[-3000:]}")
-    finally:
-        end_group(process)
-    log = output.read_text(errors="replace")
+    log = stopped_by_itself(process, output, "the service")
     assert process.returncode != 0, log[-3000:]
     line = next((line for line in log.splitlines() if "issue-summarizer: error: " in line), "")
     assert message in line, log[-3000:]
