@@ -91,9 +91,13 @@ class Attention(keras.layers.Layer):
         if dim % heads:
             raise ValueError(f"model dimension {dim} is not divisible by {heads} heads")
         self.dim, self.heads, self.dropout = dim, heads, dropout
+        # Sub-layers compute in this layer's precision, not the global one: a model trained in
+        # mixed bfloat16 then loads where the global policy is float32 (TensorFlow refuses to
+        # add bfloat16 to float32 where JAX promotes).
+        dtype = self.dtype_policy
         self.query, self.key, self.value, self.output_projection = (
-            keras.layers.Dense(dim, name=name) for name in ("query", "key", "value", "output"))
-        self.drop = keras.layers.Dropout(dropout)
+            keras.layers.Dense(dim, name=name, dtype=dtype) for name in ("query", "key", "value", "output"))
+        self.drop = keras.layers.Dropout(dropout, dtype=dtype)
 
     def build(self, query_shape, memory_shape=None, mask_shape=None) -> None:
         for layer in (self.query, self.key, self.value, self.output_projection):
@@ -129,9 +133,10 @@ class FeedForward(keras.layers.Layer):
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.dim, self.hidden, self.dropout = dim, hidden, dropout
-        self.inner = keras.layers.Dense(hidden, activation="gelu", name="inner")
-        self.outer = keras.layers.Dense(dim, name="outer")
-        self.drop = keras.layers.Dropout(dropout)
+        dtype = self.dtype_policy  # see Attention
+        self.inner = keras.layers.Dense(hidden, activation="gelu", name="inner", dtype=dtype)
+        self.outer = keras.layers.Dense(dim, name="outer", dtype=dtype)
+        self.drop = keras.layers.Dropout(dropout, dtype=dtype)
 
     def build(self, input_shape) -> None:
         self.inner.build(input_shape)
@@ -150,9 +155,10 @@ class _Block(keras.layers.Layer):
     def __init__(self, dim: int, heads: int, hidden: int, dropout: float = 0.1, **kwargs) -> None:
         super().__init__(**kwargs)
         self.dim, self.heads, self.hidden, self.dropout = dim, heads, hidden, dropout
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
-        self.ffn = FeedForward(dim, hidden, dropout, name="ffn")
-        self.drop = keras.layers.Dropout(dropout)
+        dtype = self.dtype_policy  # see Attention
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm", dtype=dtype)
+        self.ffn = FeedForward(dim, hidden, dropout, name="ffn", dtype=dtype)
+        self.drop = keras.layers.Dropout(dropout, dtype=dtype)
 
     def _feed_forward(self, x, training=None):
         return x + self.drop(self.ffn(self.ffn_norm(x), training=training), training=training)
@@ -169,8 +175,10 @@ class EncoderBlock(_Block):
 
     def __init__(self, dim: int, heads: int, hidden: int, dropout: float = 0.1, **kwargs) -> None:
         super().__init__(dim, heads, hidden, dropout, **kwargs)
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
-        self.attention = Attention(dim, heads, dropout, name="attention")
+        dtype = self.dtype_policy  # see Attention
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm",
+                                                              dtype=dtype)
+        self.attention = Attention(dim, heads, dropout, name="attention", dtype=dtype)
 
     def build(self, x_shape, body_mask_shape=None) -> None:
         for layer in (self.attention_norm, self.attention, self.ffn_norm, self.ffn):
@@ -193,10 +201,11 @@ class DecoderBlock(_Block):
 
     def __init__(self, dim: int, heads: int, hidden: int, dropout: float = 0.1, **kwargs) -> None:
         super().__init__(dim, heads, hidden, dropout, **kwargs)
-        self.self_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="self_norm")
-        self.self_attention = Attention(dim, heads, dropout, name="self_attention")
-        self.cross_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="cross_norm")
-        self.cross_attention = Attention(dim, heads, dropout, name="cross_attention")
+        dtype = self.dtype_policy  # see Attention
+        self.self_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="self_norm", dtype=dtype)
+        self.self_attention = Attention(dim, heads, dropout, name="self_attention", dtype=dtype)
+        self.cross_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="cross_norm", dtype=dtype)
+        self.cross_attention = Attention(dim, heads, dropout, name="cross_attention", dtype=dtype)
 
     def build(self, y_shape, memory_shape=None, body_mask_shape=None) -> None:
         for layer in (self.self_norm, self.self_attention, self.cross_norm, self.cross_attention,
@@ -241,8 +250,10 @@ class CopyHead(keras.layers.Layer):
     def __init__(self, dim: int, vocab_size: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.dim, self.vocab_size = dim, vocab_size
-        self.query, self.key = keras.layers.Dense(dim, name="query"), keras.layers.Dense(dim, name="key")
-        self.gate = keras.layers.Dense(1, name="gate")
+        dtype = self.dtype_policy  # see Attention
+        self.query = keras.layers.Dense(dim, name="query", dtype=dtype)
+        self.key = keras.layers.Dense(dim, name="key", dtype=dtype)
+        self.gate = keras.layers.Dense(1, name="gate", dtype=dtype)
 
     def build(self, y_shape, memory_shape=None, body_shape=None, body_mask_shape=None,
               logits_shape=None) -> None:

@@ -6,13 +6,21 @@ The run directory holds everything needed to trust and continue a run:
     run.json           data fingerprint, package/Keras versions, backend, hardware, metrics
     metrics.jsonl      one line per finished epoch
     checkpoint/        model + optimizer state and the position in the data (state.json)
-    model.keras        the weights with the best dev loss so far (no optimizer state)
+    model.keras        the weights with the best dev loss so far (no optimizer state; with
+                       `average_last`, at the end, the last epochs' mean where it is better)
     tokenizer.json     the dataset's tokenizer, so the folder alone turns bodies into titles
+    averaging/         with `average_last`: the last title epochs' weights and the best one's
     logs/              TensorBoard event files (with the TensorFlow backend)
 
 A checkpoint is written every `checkpoint_steps` batches, at every epoch end and on Ctrl-C
 or SIGTERM; rerunning the same command after any stop, a SIGKILL included, continues from
 it: the batch order is a function of (seed, epoch), so no batch is trained on twice.
+
+A run has two phases: `pretrain_epochs` epochs on the pretrain split (self-supervised pairs),
+then `epochs` on titles. Epochs are numbered across both, and since a resumed run may not
+change `pretrain_epochs`, the checkpoint's epoch says which phase it is in. One learning-rate
+schedule (warmup, then cosine decay) spans both phases, so the boundary is one step like
+another: no new optimizer, no second warmup.
 
 The output may be a `gs://` prefix (a pod's disk does not outlive it): the run is then kept in
 a local folder and every file above except logs/ is uploaded as it changes, and a restarted
@@ -33,12 +41,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from summarizer import __version__, storage
 from summarizer.batches import TitleBatches
 from summarizer.dataset import Dataset, open_dataset
 from summarizer.errors import UserError
 from summarizer.models import TitleLoss, build_model, load_model
+from summarizer.prepare import PRETRAIN
 from summarizer.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -49,6 +59,9 @@ EXTENDABLE = ("epochs", "patience", "max_minutes", "output")
 MODEL = "model.keras"
 SYNCED = ("config.json", "run.json", "tokenizer.json", "metrics.jsonl", MODEL,
           f"{CHECKPOINT}/{MODEL}", f"{CHECKPOINT}/state.json")  # what a gs:// run keeps there
+TITLES = "titles"  # the phase after PRETRAIN
+AVERAGING = "averaging"  # the folder of the weights `average_last` reads
+BEST = "best.npz"  # there: the best title epoch's weights, what an average worse than it yields
 
 
 def accelerator() -> str:
@@ -91,6 +104,38 @@ def load_batches(dataset: Dataset, config: TrainConfig, worker: int = 0,
     return train, dev
 
 
+def load_pretrain_batches(dataset: Dataset, config: TrainConfig) -> TitleBatches | None:
+    """The pretrain split's batches, for a run with a pretraining phase."""
+    if not config.pretrain_epochs:
+        return None
+    if PRETRAIN not in dataset.manifest["splits"]:
+        raise UserError(f"{config.dataset} has no pretrain split for pretrain_epochs = "
+                        f"{config.pretrain_epochs}: prepare the dataset with --pretraining, or set "
+                        "pretrain_epochs=0")
+    batches = TitleBatches(dataset.arrays(PRETRAIN), config.body_len, config.title_len, config.batch_size,
+                           config.seed, fixed_shapes=config.fixed_shapes)
+    if not batches.examples:
+        raise UserError(f"{config.dataset}: the pretrain split holds no pairs")
+    return batches
+
+
+def phase(config: TrainConfig, epoch: int) -> str:
+    """The phase of epoch `epoch` (0-based): PRETRAIN for the first `pretrain_epochs`, then TITLES."""
+    return PRETRAIN if epoch < config.pretrain_epochs else TITLES
+
+
+def averaged_epochs(config: TrainConfig, done: int) -> list[int]:
+    """The title epochs (numbered from 1, as in metrics.jsonl) whose mean `average_last` takes
+    once `done` epochs are finished: the last ones, never a pretraining one."""
+    if not config.average_last:
+        return []
+    return list(range(max(config.pretrain_epochs, done - config.average_last) + 1, done + 1))
+
+
+def _epoch_file(epoch: int) -> str:
+    return f"epoch-{epoch:04d}.npz"
+
+
 def fit_data(batches: Iterator[tuple]) -> object:
     """What `fit`/`evaluate` take: batch shapes vary (length buckets), which TensorFlow must be
     told up front; JAX compiles once per shape and takes a generator (no other iterator)."""
@@ -104,6 +149,10 @@ def fit_data(batches: Iterator[tuple]) -> object:
 
 def steps_per_epoch(config: TrainConfig, train: TitleBatches) -> int:
     return min(config.steps_per_epoch or len(train), len(train))
+
+
+def evaluate_dev(model: keras.Model, dev: TitleBatches) -> float:
+    return float(model.evaluate(fit_data(dev.epoch(0)), steps=len(dev), verbose=0))
 
 
 def compile_model(model: keras.Model, config: TrainConfig, total_steps: int) -> None:
@@ -148,6 +197,13 @@ class Run:
         for name in SYNCED:
             if storage.exists(storage.join(self.remote, name)):
                 storage.download_file(storage.join(self.remote, name), self.folder / name)
+        state = self.checkpoint / "state.json"
+        if self.config.average_last and state.exists():
+            epochs = averaged_epochs(self.config, json.loads(state.read_text())["epoch"])
+            for name in (BEST, *map(_epoch_file, epochs)):
+                if storage.exists(storage.join(self.remote, AVERAGING, name)):
+                    storage.download_file(storage.join(self.remote, AVERAGING, name),
+                                          self.folder / AVERAGING / name)
 
     def push(self, *names: str) -> None:
         """Upload these files of a gs:// run, in this order (the checkpoint's model before the
@@ -180,8 +236,8 @@ class Run:
         state_file = self.checkpoint / "state.json"
         if state_file.exists():
             state = json.loads(state_file.read_text())
-            log.info("resuming %s at epoch %d, batch %d", self.config.output, state["epoch"] + 1,
-                     state["batch"])
+            log.info("resuming %s at epoch %d, batch %d (%s)", self.config.output, state["epoch"] + 1,
+                     state["batch"], phase(self.config, state["epoch"]))
             run = json.loads((self.folder / "run.json").read_text())
             commands = run.setdefault("commands", [run["command"]])
             if command not in commands:
@@ -199,7 +255,8 @@ class Run:
 
     def _check_resumable(self, saved: dict, config: dict, dataset: Dataset) -> None:
         """The same run, or the same run made longer (more epochs or patience), given another
-        time budget, or moved."""
+        time budget, or moved. A key the saved config lacks is one added since, at its default."""
+        saved = TrainConfig().as_dict() | saved
         changed = sorted(key for key in config if saved.get(key) != config[key])
         if set(changed) - set(EXTENDABLE) or config["epochs"] < saved["epochs"]:
             raise UserError(f"{self.config.output} holds a run with a different config "
@@ -243,6 +300,29 @@ class Run:
         tmp.rename(self.checkpoint)
         shutil.rmtree(old, ignore_errors=True)
         self.push(f"{CHECKPOINT}/{MODEL}", f"{CHECKPOINT}/state.json")
+
+    def keep_weights(self, model: keras.Model, name: str) -> None:
+        """A model's weights under averaging/: plain arrays (no pickle), no optimizer state."""
+        folder = self.folder / AVERAGING
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".tmp-{name}"
+        with tmp.open("wb") as handle:
+            np.savez(handle, *model.get_weights())
+        tmp.replace(folder / name)
+        self.push(f"{AVERAGING}/{name}")
+
+    def keep_epoch(self, model: keras.Model, epoch: int) -> None:
+        """A finished title epoch's weights, and no more older ones than averaging reads."""
+        self.keep_weights(model, _epoch_file(epoch))
+        gone = epoch - self.config.average_last
+        if gone > self.config.pretrain_epochs:
+            (self.folder / AVERAGING / _epoch_file(gone)).unlink(missing_ok=True)
+            if self.remote:
+                storage.delete(storage.join(self.remote, AVERAGING, _epoch_file(gone)))
+
+    def kept_weights(self, name: str) -> list[np.ndarray]:
+        with np.load(self.folder / AVERAGING / name, allow_pickle=False) as arrays:
+            return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
 
     def recover(self) -> None:
         """A kill between the two renames in `save` leaves only `.old-checkpoint`."""
@@ -325,21 +405,49 @@ class _LogLines(keras.callbacks.Callback):
 def record_epoch(run: Run, state: dict, model: keras.Model, train_loss: float | None,
                  dev_loss: float) -> None:
     """An epoch's end, the same on one machine and on a cluster's chief: model.keras when the
-    dev loss improved, the early-stopping count, and the metrics line."""
+    dev loss improved, the early-stopping count, and the metrics line. A pretraining epoch's
+    dev loss (on titles) only shows how far the model is: its model is not one to keep, and
+    patience starts with the titles."""
+    stage = phase(run.config, state["epoch"])
     best = state["best_dev_loss"]
-    improved = best is None or dev_loss < best
+    improved = stage == TITLES and (best is None or dev_loss < best)
     if improved:
         save_inference_model(model, run.folder / MODEL)
         run.push(MODEL)
     epoch = state["epoch"] + 1
+    if stage == TITLES and run.config.average_last:
+        if improved:
+            run.keep_weights(model, BEST)
+        run.keep_epoch(model, epoch)
     state.update(epoch=epoch, batch=0, best_dev_loss=dev_loss if improved else best,
-                 bad_epochs=0 if improved else state["bad_epochs"] + 1)
-    state["history"].append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev_loss,
-                             "improved": improved})
+                 bad_epochs=0 if improved or stage == PRETRAIN else state["bad_epochs"] + 1)
+    state["history"].append({"epoch": epoch, "phase": stage, "train_loss": train_loss,
+                             "dev_loss": dev_loss, "improved": improved})
     run.write_metrics(state["history"])
-    log.info("epoch %d: train loss %s, dev loss %.4f%s", epoch,
+    log.info("epoch %d (%s): train loss %s, dev loss %.4f%s", epoch, stage,
              "n/a" if train_loss is None else f"{train_loss:.4f}", dev_loss,
              " (best so far)" if improved else "")
+
+
+def average_weights(run: Run, state: dict, model: keras.Model, dev: TitleBatches) -> dict | None:
+    """model.keras as the mean of the last `average_last` title epochs' weights (epochs late in a
+    decaying learning rate wander around one minimum; their mean sits nearer its middle) where
+    its dev loss is no worse than the best epoch's, else as the best epoch's weights. Returns
+    what run.json records, or None with fewer than two title epochs to average."""
+    epochs = averaged_epochs(run.config, state["epoch"])
+    if len(epochs) < 2:
+        return None
+    kept = [run.kept_weights(_epoch_file(epoch)) for epoch in epochs]
+    model.set_weights([np.mean(arrays, axis=0).astype(arrays[0].dtype) for arrays in zip(*kept, strict=True)])
+    averaged = evaluate_dev(model, dev)
+    better = averaged <= state["best_dev_loss"]
+    if not better:  # model.keras may hold an earlier command's average: the best epoch's, again
+        model.set_weights(run.kept_weights(BEST))
+    save_inference_model(model, run.folder / MODEL)
+    run.push(MODEL)
+    log.info("mean of epochs %s: dev loss %.4f against the best epoch's %.4f: model.keras is %s", epochs,
+             averaged, state["best_dev_loss"], "the mean" if better else "the best epoch")
+    return {"epochs": epochs, "dev_loss": averaged, "kept": better}
 
 
 def _callbacks(run: Run, checkpoint: _StepCheckpoint, steps: int) -> list[keras.callbacks.Callback]:
@@ -363,15 +471,17 @@ def train(config: TrainConfig) -> dict:
     # Checked before the run folder is written: a config.json left by a failed start would
     # refuse the corrected command as "a different config".
     train_batches, dev_batches = load_batches(dataset, config)
+    phases = {PRETRAIN: load_pretrain_batches(dataset, config), TITLES: train_batches}
     run.pull()
     run.recover()
     state = run.start(dataset)
     run.write_metrics(state["history"])  # what a kill left may be ahead of the checkpoint
     keras.mixed_precision.set_global_policy(precision_policy(config))
     keras.utils.set_random_seed(config.seed)
-    steps = steps_per_epoch(config, train_batches)
+    steps = {name: steps_per_epoch(config, batches) for name, batches in phases.items() if batches}
     model = build_model(config.model, dataset.manifest["vocab_size"])
-    compile_model(model, config, steps * config.epochs)
+    epochs = config.pretrain_epochs + config.epochs
+    compile_model(model, config, sum(steps[phase(config, epoch)] for epoch in range(epochs)))
     if (run.checkpoint / MODEL).exists():
         # Weights and optimizer state go into the freshly compiled model: `load_model` would
         # lose the optimizer's weight-decay exclusions, which Keras does not save.
@@ -379,33 +489,37 @@ def train(config: TrainConfig) -> dict:
         model.load_weights(run.checkpoint / MODEL)
     elif config.init_from:
         warm_start(model, config.init_from)
-    log.info("%s: %s parameters, %d train / %d dev issues, %d steps per epoch", config.model.kind,
-             f"{model.count_params():,}", train_batches.examples, dev_batches.examples, steps)
+    log.info("%s: %s parameters, %d train / %d dev issues, steps per epoch: %s", config.model.kind,
+             f"{model.count_params():,}", train_batches.examples, dev_batches.examples,
+             ", ".join(f"{count} ({name})" for name, count in steps.items()))
     checkpoint = _StepCheckpoint(run, state, config.checkpoint_steps)
     verbose = 1 if sys.stderr.isatty() else 0
     try:
-        while (state["epoch"] < config.epochs and state["bad_epochs"] < config.patience
+        while (state["epoch"] < epochs and state["bad_epochs"] < config.patience
                and not _out_of_time(config, state)):
             epoch, skip = state["epoch"], state["batch"]
+            batches, count = phases[phase(config, epoch)], steps[phase(config, epoch)]
             checkpoint.started = time.monotonic()
-            if skip < steps:
-                fit = model.fit(fit_data(train_batches.epoch(epoch, skip)), steps_per_epoch=steps - skip,
+            if skip < count:
+                fit = model.fit(fit_data(batches.epoch(epoch, skip)), steps_per_epoch=count - skip,
                                 initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False,
-                                callbacks=_callbacks(run, checkpoint, steps - skip))
+                                callbacks=_callbacks(run, checkpoint, count - skip))
                 train_loss = fit.history["loss"][-1]
             else:
                 train_loss = None
-            dev_loss = float(model.evaluate(fit_data(dev_batches.epoch(0)), steps=len(dev_batches),
-                                            verbose=0))
-            record_epoch(run, state, model, train_loss, dev_loss)
+            record_epoch(run, state, model, train_loss, evaluate_dev(model, dev_batches))
             checkpoint.save()
     except KeyboardInterrupt:
         checkpoint.save()
         log.warning("interrupted: checkpoint saved at epoch %d, batch %d; rerun the same command "
                     "to continue", state["epoch"] + 1, state["batch"])
         raise
-    trained = train_batches.examples if config.steps_per_epoch == 0 else steps * config.batch_size
-    rate = trained * state["epoch"] / max(state["seconds"], 1e-9)
+    examples = {name: phases[name].examples if config.steps_per_epoch == 0 else count * config.batch_size
+                for name, count in steps.items()}
+    trained = sum(examples[phase(config, epoch)] for epoch in range(state["epoch"]))
+    rate = trained / max(state["seconds"], 1e-9)
     return run.finish(state, {"parameters": model.count_params(), "examples_per_second": round(rate, 1),
+                              "pretrain_epochs": min(state["epoch"], config.pretrain_epochs),
                               "stopped_early": state["bad_epochs"] >= config.patience,
-                              "out_of_time": _out_of_time(config, state)})
+                              "out_of_time": _out_of_time(config, state),
+                              "average": average_weights(run, state, model, dev_batches)})

@@ -21,7 +21,13 @@ class TrainConfig:
     body_len: int = 128  # body tokens the model reads (at most the dataset's)
     title_len: int = 24  # title tokens with <s> and </s> (at most the dataset's)
     batch_size: int = 64
-    epochs: int = 10
+    epochs: int = 10  # epochs on titles, after the pretraining ones
+    # Epochs on the pretrain split (prepare --pretraining) before those on titles: their dev
+    # loss is logged, but picks no model and counts for no patience.
+    pretrain_epochs: int = 0
+    # >= 2: the final model.keras is the mean of the last this many title epochs' weights,
+    # kept where its dev loss is no worse than the best single epoch's (0: off).
+    average_last: int = 0
     steps_per_epoch: int = 0  # 0: one pass over the train split
     learning_rate: float = 1e-3  # the peak, reached after warmup, then cosine decay
     min_learning_rate_ratio: float = 0.05
@@ -99,6 +105,7 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
         target[keys[-1]] = value
     config = TrainConfig(**_section(TrainConfig, values))
     _check(config)
+    _check_phases(config)
     return config
 
 
@@ -136,6 +143,14 @@ def _check(config: TrainConfig) -> None:
     if config.title_len < 3:
         raise UserError("title_len must be at least 3 (<s>, one token, </s>)")
     _check_model(config.model)
+
+
+def _check_phases(config: TrainConfig) -> None:
+    if config.pretrain_epochs < 0:
+        raise UserError("config key 'pretrain_epochs' must be at least 0")
+    if config.average_last < 0 or config.average_last == 1:
+        raise UserError("config key 'average_last' must be 0 (off) or at least 2 (one epoch's weights "
+                        "are that epoch's model)")
 
 
 def _check_model(model: ModelConfig) -> None:

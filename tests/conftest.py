@@ -43,17 +43,26 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def _tiny(folder: Path, pretraining: bool) -> Path:
+    records = folder / "issues.jsonl.gz"
+    ingest([str(REPO_ROOT / "examples" / "issues")], str(records), state_root=folder / "state")
+    config = PrepareConfig(vocab_size=400, body_len=64, title_len=24, shards=1, pretraining=pretraining,
+                           split=SplitConfig(dev_fraction=0.2, test_fraction=0.2, max_heldout_share=0.3))
+    prepare([str(records)], str(folder / "dataset"), config, workers=1)
+    return folder / "dataset"
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example issues prepared once for the session (27 train, 3 dev issues; bodies of 64
     and titles of 24 tokens): enough to train a tiny model for a few steps."""
-    folder = tmp_path_factory.mktemp("tiny")
-    records = folder / "issues.jsonl.gz"
-    ingest([str(REPO_ROOT / "examples" / "issues")], str(records), state_root=folder / "state")
-    config = PrepareConfig(vocab_size=400, body_len=64, title_len=24, shards=1,
-                           split=SplitConfig(dev_fraction=0.2, test_fraction=0.2, max_heldout_share=0.3))
-    prepare([str(records)], str(folder / "dataset"), config, workers=1)
-    return folder / "dataset"
+    return _tiny(tmp_path_factory.mktemp("tiny"), pretraining=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_pretraining_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same issues prepared with a pretrain split (`prepare --pretraining`)."""
+    return _tiny(tmp_path_factory.mktemp("tiny-pretraining"), pretraining=True)
 
 
 # A tiny deterministic transformer (no dropout), one short epoch: enough to decode and export.

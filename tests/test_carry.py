@@ -19,14 +19,21 @@ from training.carry import ARRAYS, main
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_unpacked_dataset_gives_the_same_batches(tiny_dataset: Path, tmp_path: Path) -> None:
-    assert main(["pack", str(tiny_dataset), str(tmp_path / "packed"), "--body-len", "32"]) == 0
+@pytest.mark.parametrize("name", ["tiny_dataset", "tiny_pretraining_dataset"])
+def test_unpacked_dataset_gives_the_same_batches(name: str, request: pytest.FixtureRequest,
+                                                 tmp_path: Path) -> None:
+    """Every split the manifest lists travels, the pretrain split of `prepare --pretraining` too."""
+    folder = request.getfixturevalue(name)
+    assert main(["pack", str(folder), str(tmp_path / "packed"), "--body-len", "32"]) == 0
     assert main(["unpack", str(tmp_path / "packed"), str(tmp_path / "dataset")]) == 0
-    original, unpacked = open_dataset(str(tiny_dataset)), open_dataset(str(tmp_path / "dataset"))
+    original, unpacked = open_dataset(str(folder)), open_dataset(str(tmp_path / "dataset"))
     assert unpacked.manifest == original.manifest  # fingerprint and settings carried as they are
     assert (tmp_path / "dataset" / "tokenizer.json").read_bytes() == original.tokenizer_path.read_bytes()
     assert json.loads((tmp_path / "dataset" / "report.json").read_text()) == original.report
-    for split in ("train", "dev"):
+    splits = ["train", "dev", "test", *(["pretrain"] if name == "tiny_pretraining_dataset" else [])]
+    assert list(original.manifest["splits"]) == splits
+    for split in splits:
+        assert original.arrays(split)
         for (body, title), (new_body, new_title) in zip(original.arrays(split), unpacked.arrays(split),
                                                       strict=True):
             assert new_body.dtype == np.int32 and new_body.shape == (len(body), 32)
@@ -38,7 +45,7 @@ def test_unpacked_dataset_gives_the_same_batches(tiny_dataset: Path, tmp_path: P
             for a, b in ((a_in, b_in), (a_title, b_title), (a_out, b_out)):
                 np.testing.assert_array_equal(a, b)
     packed_size = (tmp_path / "packed" / ARRAYS).stat().st_size
-    assert packed_size < sum(p.stat().st_size for p in tiny_dataset.glob("*.npy")) / 2
+    assert packed_size < sum(p.stat().st_size for p in folder.glob("*.npy")) / 2
 
 
 def test_unfinished_dataset_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

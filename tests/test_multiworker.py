@@ -20,7 +20,9 @@ from summarizer.errors import UserError
 from summarizer.ingest import ingest
 from summarizer.prepare import PrepareConfig, prepare
 from summarizer.splitting import SplitConfig
+from summarizer.train_config import load_config
 from training.cluster import Cluster, parse_tf_config
+from training.distributed import train_multiworker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples" / "issues"
@@ -164,6 +166,16 @@ def test_bad_tf_config_is_one_clear_line(tf_config: str, message: str, dataset: 
     assert process.wait(timeout=LIMIT + 15) == 1
     lines = (tmp_path / "log").read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"train_multiworker: error: {message}"), lines
+
+
+@pytest.mark.parametrize("setting", ["pretrain_epochs=1", "average_last=2"])
+def test_pretraining_and_averaging_are_refused_on_a_cluster(setting: str, dataset: Path,
+                                                          tmp_path: Path) -> None:
+    """Both are features of the one-machine trainer; a cluster run says so before it waits for peers."""
+    config = load_config(None, [f"dataset={dataset}", *SETTINGS, f"output={tmp_path / 'run'}", setting])
+    with pytest.raises(UserError, match="are for issue-summarizer train \\(one machine\\)"):
+        train_multiworker(config, Cluster(index=0, workers=1))
+    assert not (tmp_path / "run").exists()
 
 
 def test_parse_tf_config_counts_the_chief_as_worker_zero() -> None:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -27,9 +28,10 @@ from conftest import TinyRun
 
 from summarizer import __version__, storage
 from summarizer.batches import BUCKET, TitleBatches
+from summarizer.dataset import open_dataset
 from summarizer.errors import UserError
-from summarizer.models import ModelConfig, build_model, load_model
-from summarizer.train import SYNCED, train, warm_start
+from summarizer.models import ModelConfig, TitleLoss, build_model, load_model
+from summarizer.train import SYNCED, fit_data, train, warm_start
 from summarizer.train_config import load_config
 
 SCRIPT = Path(sys.executable).with_name("issue-summarizer")
@@ -178,6 +180,11 @@ def test_fixed_shapes_pad_every_batch_to_full_length(shards: list[tuple[np.ndarr
     ("", ["body_len=65"], r"body_len 65 / title_len 24 exceed the dataset's 64 / 24"),
     ("[model]\ncopy = 1\n", [], r"config key 'model\.copy' must be bool, not int \(1\)"),
     ("", ["init_from=/nonexistent/run"], r"init_from '/nonexistent/run' does not exist"),
+    ("body_len = 64\n", ["pretrain_epochs=1"],
+     r"has no pretrain split for pretrain_epochs = 1: prepare the dataset with --pretraining, or set "
+     r"pretrain_epochs=0$"),
+    ("", ["pretrain_epochs=-1"], r"config key 'pretrain_epochs' must be at least 0"),
+    ("", ["average_last=1"], r"config key 'average_last' must be 0 \(off\) or at least 2"),
 ])
 def test_bad_configs_are_one_clear_error(content: str | bytes | None, overrides: list[str], message: str,
                                          tiny_dataset: Path, tmp_path: Path,
@@ -276,6 +283,10 @@ def test_a_finished_run_moved_and_given_more_epochs_continues(
     checkpoint when asked for more epochs, keeping the epochs it has."""
     moved = tmp_path / "moved"
     shutil.copytree(finished[0], moved)
+    # As a run made before the keys for pretraining and averaging existed saved its config.
+    saved = json.loads((moved / "config.json").read_text())
+    del saved["pretrain_epochs"], saved["average_last"]
+    (moved / "config.json").write_text(json.dumps(saved))
     before = (moved / "metrics.jsonl").read_text().splitlines()
     result = run(command(tiny_dataset, config_file, moved, f"epochs={EPOCHS + 1}"))
     assert f"resuming {moved} at epoch {EPOCHS + 1}, batch 0" in result.stderr
@@ -307,16 +318,19 @@ def test_a_run_on_cloud_storage_continues_on_another_machine(
     empty local cache) downloads them and continues the run."""
     output = f"{gcs_bucket}/runs/tiny"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "first-machine"))
-    run(command(tiny_dataset, config_file, output, "epochs=1"))
-    assert storage.list_files(output) == sorted(storage.join(output, name) for name in SYNCED)
+    run(command(tiny_dataset, config_file, output, "epochs=1", "average_last=2"))
+    averaging = ["averaging/best.npz", "averaging/epoch-0001.npz"]
+    assert storage.list_files(output) == sorted(storage.join(output, name) for name in [*SYNCED, *averaging])
     before = storage.read_bytes(f"{output}/metrics.jsonl").decode().splitlines()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "second-machine"))
-    result = run(command(tiny_dataset, config_file, output, "epochs=2"))
+    # Averaging epochs 1 and 2 reads epoch 1's weights, which only the first machine wrote.
+    result = run(command(tiny_dataset, config_file, output, "epochs=2", "average_last=2"))
     assert f"resuming {output} at epoch 2, batch 0" in result.stderr
     lines = storage.read_bytes(f"{output}/metrics.jsonl").decode().splitlines()
     assert len(before) == 1 and lines[:1] == before and json.loads(lines[1])["epoch"] == 2
     info = json.loads(storage.read_bytes(f"{output}/run.json"))
     assert info["metrics"]["epochs"] == 2 and len(info["commands"]) == 2
+    assert info["metrics"]["average"]["epochs"] == [1, 2]
     assert json.loads(storage.read_bytes(f"{output}/checkpoint/state.json"))["epoch"] == 2
 
 
@@ -328,28 +342,34 @@ def _state(output: Path) -> dict | None:
         return None
 
 
-def test_resume_after_sigkill_continues_where_it_stopped(
-        finished: tuple[Path, subprocess.CompletedProcess[str]], tiny_dataset: Path, config_file: Path,
-        tmp_path: Path) -> None:
-    output = tmp_path / "run"
-    args = command(tiny_dataset, config_file, output, "checkpoint_steps=2")
-    with open(tmp_path / "first.log", "w") as log:
+def _kill_when(args: list[str], output: Path, log_file: Path, stop: Callable[[dict], bool]) -> dict:
+    """Runs the train command until its checkpoint satisfies `stop`, then SIGKILLs it; returns the
+    checkpoint's state it left."""
+    with open(log_file, "w") as log:
         process = subprocess.Popen(args, env=environment(), stdout=log, stderr=log, start_new_session=True)
         try:
             deadline = time.monotonic() + 300
             while process.poll() is None and time.monotonic() < deadline:
                 state = _state(output)
-                if state and state["batch"] > 0:
+                if state and stop(state):
                     break
                 time.sleep(0.02)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
+    assert process.returncode == -signal.SIGKILL, log_file.read_text()[-3000:]
     if _state(output) is None:  # killed between the renames of a checkpoint save
         (output / ".old-checkpoint").rename(output / "checkpoint")
-    state = _state(output)
+    return _state(output)
+
+
+def test_resume_after_sigkill_continues_where_it_stopped(
+        finished: tuple[Path, subprocess.CompletedProcess[str]], tiny_dataset: Path, config_file: Path,
+        tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    args = command(tiny_dataset, config_file, output, "checkpoint_steps=2")
+    state = _kill_when(args, output, tmp_path / "first.log", lambda state: state["batch"] > 0)
     assert state["epoch"] < EPOCHS and state["batch"] > 0, state  # stopped mid-epoch
     assert (output / "metrics.jsonl").read_text().count("\n") == state["epoch"]
     # What a kill during an epoch-end save may leave: a line for an epoch the checkpoint lacks.
@@ -378,6 +398,126 @@ def test_jax_backend_trains(tiny_dataset: Path, config_file: Path, tmp_path: Pat
     assert json.loads((output / "run.json").read_text())["backend"] == "jax"
     assert (output / "metrics.jsonl").read_text().count("\n") == 1
     model = load_model(output / "model.keras")  # saved under JAX, loaded here under TensorFlow
+    assert tuple(model((np.ones((1, 16), "int32"), np.full((1, 3), 2, "int32"))).shape) == (1, 3, 400)
+
+
+# --- pretraining, then titles; the last epochs averaged -------------------------------------
+
+PRETRAIN_EPOCHS, PRETRAIN_STEPS = 3, 13  # 52 pretrain pairs in batches of 4: 39 steps in all
+PHASES = ["pretrain"] * PRETRAIN_EPOCHS + ["titles"] * EPOCHS
+
+
+def pretraining_command(dataset: Path, config: Path, output: Path, *overrides: str) -> list[str]:
+    return command(dataset, config, output, f"pretrain_epochs={PRETRAIN_EPOCHS}", "average_last=2",
+                   *overrides)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tiny_pretraining_dataset: Path, config_file: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uninterrupted run: 3 epochs on the pretrain split, 2 on titles, those 2 averaged."""
+    output = tmp_path_factory.mktemp("pretrained") / "run"
+    run(pretraining_command(tiny_pretraining_dataset, config_file, output))
+    return output
+
+
+def _metrics(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+def _npz(path: Path) -> list[np.ndarray]:
+    with np.load(path) as arrays:
+        return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+
+
+def test_pretraining_epochs_come_first_and_pick_no_model(pretrained: Path) -> None:
+    lines = _metrics(pretrained)
+    assert [line["phase"] for line in lines] == PHASES
+    assert [line["epoch"] for line in lines] == list(range(1, len(PHASES) + 1))
+    pretraining, titles = lines[:PRETRAIN_EPOCHS], lines[PRETRAIN_EPOCHS:]
+    # The loss on the pretrain pairs goes down over its 39 steps.
+    assert pretraining[-1]["train_loss"] < 0.9 * pretraining[0]["train_loss"]
+    # Their dev loss is logged, but no pretraining epoch is the best model, however low its loss.
+    assert not any(line["improved"] for line in pretraining) and titles[0]["improved"]
+    metrics = json.loads((pretrained / "run.json").read_text())["metrics"]
+    assert metrics["best_dev_loss"] == min(line["dev_loss"] for line in titles)
+    assert (metrics["epochs"], metrics["pretrain_epochs"]) == (len(PHASES), PRETRAIN_EPOCHS)
+    # The pretrain split's batches, then the train split's, under one learning-rate schedule.
+    optimizer = load_model(pretrained / "checkpoint" / "model.keras").optimizer
+    steps = PRETRAIN_EPOCHS * PRETRAIN_STEPS + EPOCHS * STEPS
+    assert int(optimizer.iterations) == steps
+    schedule = optimizer.get_config()["learning_rate"]["config"]
+    assert schedule["warmup_steps"] + schedule["decay_steps"] == steps
+
+
+def test_the_last_epochs_are_averaged(pretrained: Path, tiny_pretraining_dataset: Path) -> None:
+    """model.keras is the mean of the last two epochs' weights where its dev loss is no worse than
+    the best epoch's, else the best epoch's weights; run.json records both dev losses."""
+    metrics = json.loads((pretrained / "run.json").read_text())["metrics"]
+    average = metrics["average"]
+    assert average["epochs"] == [4, 5]
+    folder = pretrained / "averaging"
+    assert sorted(path.name for path in folder.iterdir()) == ["best.npz", "epoch-0004.npz", "epoch-0005.npz"]
+    last = load_model(pretrained / "checkpoint" / "model.keras").get_weights()
+    for kept, final in zip(_npz(folder / "epoch-0005.npz"), last, strict=True):
+        np.testing.assert_array_equal(kept, final)  # an epoch's file holds that epoch's state
+    mean = [(a + b) / 2 for a, b in zip(_npz(folder / "epoch-0004.npz"), last, strict=True)]
+    model = load_model(pretrained / "model.keras")
+    model.compile(loss=TitleLoss(0.1))
+    dev = TitleBatches(open_dataset(str(tiny_pretraining_dataset)).arrays("dev"), 64, 24, 4, seed=1, limit=8)
+    best_epoch = max(line["epoch"] for line in _metrics(pretrained) if line["improved"])
+    if average["kept"]:
+        expected = mean
+        assert average["dev_loss"] <= metrics["best_dev_loss"]
+    else:
+        expected = _npz(folder / f"epoch-{best_epoch:04d}.npz")
+        assert average["dev_loss"] > metrics["best_dev_loss"]
+        model.set_weights(mean)
+    for saved, weights in zip(load_model(pretrained / "model.keras").get_weights(), expected, strict=True):
+        np.testing.assert_allclose(saved, weights, rtol=1e-6, atol=1e-7)
+    dev_loss = float(model.evaluate(fit_data(dev.epoch(0)), steps=len(dev), verbose=0))
+    assert dev_loss == pytest.approx(average["dev_loss"], rel=1e-4)  # the mean's, as recorded
+
+
+def test_a_run_killed_in_either_phase_continues_in_it(pretrained: Path, tiny_pretraining_dataset: Path,
+                                                      config_file: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    args = pretraining_command(tiny_pretraining_dataset, config_file, output, "checkpoint_steps=2")
+    first = _kill_when(args, output, tmp_path / "first.log", lambda state: state["batch"] > 0)
+    assert first["epoch"] < PRETRAIN_EPOCHS, first
+    state = _kill_when(args, output, tmp_path / "second.log",
+                       lambda state: state["epoch"] >= PRETRAIN_EPOCHS and state["batch"] > 0)
+    assert PRETRAIN_EPOCHS <= state["epoch"] < len(PHASES), state
+    resumed = f"at epoch {first['epoch'] + 1}, batch {first['batch']} (pretrain)"
+    assert resumed in (tmp_path / "second.log").read_text()
+    result = run(args)
+    assert f"at epoch {state['epoch'] + 1}, batch {state['batch']} (titles)" in result.stderr
+    assert [line["phase"] for line in _metrics(output)] == PHASES
+    # Every batch of both phases trained once: the uninterrupted run's weights and average.
+    for name in ("checkpoint/model.keras", "model.keras"):
+        for a, b in zip(load_model(output / name).get_weights(), load_model(pretrained / name).get_weights(),
+                        strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    resumed, uninterrupted = (json.loads((folder / "run.json").read_text())["metrics"]["average"]
+                              for folder in (output, pretrained))
+    assert resumed["epochs"] == uninterrupted["epochs"] and resumed["kept"] == uninterrupted["kept"]
+
+
+def test_the_deep_gpu_config_trains_on_tiny_data(tiny_pretraining_dataset: Path, repo_root: Path,
+                                                 tmp_path: Path) -> None:
+    """configs/transformer-deep-gpu.toml as the lent GPU runs it (JAX, bfloat16, both phases,
+    averaging), only shrunk to the tiny data and a few steps."""
+    output = tmp_path / "run"
+    run(command(tiny_pretraining_dataset, repo_root / "configs" / "transformer-deep-gpu.toml", output,
+                "body_len=64", "batch_size=4", "steps_per_epoch=3", "pretrain_epochs=1", "epochs=2",
+                "dev_examples=8", "average_last=2", "model.dim=16", "model.hidden=32", "model.heads=2",
+                "model.encoder_layers=2", "model.decoder_layers=1"), backend="jax")
+    info = json.loads((output / "run.json").read_text())
+    assert (info["backend"], info["precision"]) == ("jax", "mixed_bfloat16")
+    assert [line["phase"] for line in _metrics(output)] == ["pretrain", "titles", "titles"]
+    assert info["metrics"]["average"]["epochs"] == [2, 3]
+    # Saved in mixed bfloat16 under JAX, loaded here under TensorFlow in float32 (for export).
+    model = load_model(output / "model.keras")
     assert tuple(model((np.ones((1, 16), "int32"), np.full((1, 3), 2, "int32"))).shape) == (1, 3, 400)
 
 

@@ -162,6 +162,9 @@ def train_multiworker(config: TrainConfig, cluster: Cluster) -> dict | None:
     if keras.backend.backend() != "tensorflow":
         raise UserError(f"multi-worker training needs the TensorFlow backend, not "
                         f"{keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow")
+    if config.pretrain_epochs or config.average_last:
+        raise UserError("pretrain_epochs and average_last are for issue-summarizer train (one machine); "
+                        "a cluster run needs both at 0")
     dataset = open_dataset(config.dataset)
     lockstep_steps(dataset, config, cluster, 1)  # the same error on every worker, before any waits
     if cluster.is_chief:
