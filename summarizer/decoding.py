@@ -339,8 +339,9 @@ def _overlap(a: Sequence[str], b: Sequence[str]) -> float:
 
 def consensus(pool: list[Candidate], num_return: int, words: Words) -> list[Candidate]:
     """Minimum Bayes risk: the candidate whose words overlap most with all the others' comes
-    first (a title that several searches agree on), then the rest in their order, once each.
-    Repeats vote twice. Words, not tokens: a long word split in pieces would weigh more."""
+    first (a title that several searches agree on), then the rest in their order, one per
+    distinct wording. Repeats vote twice. Words, not tokens: a long word split in pieces would
+    weigh more."""
     split = [tuple(words(candidate.tokens)) for candidate in pool]
     distinct = list(dict.fromkeys(split))  # samples often repeat: each pair is compared once
     votes = np.array([split.count(title) for title in distinct], dtype=np.float64)
@@ -349,9 +350,16 @@ def consensus(pool: list[Candidate], num_return: int, words: Words) -> list[Cand
         overlaps[i, j] = overlaps[j, i] = _overlap(distinct[i], distinct[j])
     nonempty = np.array([len(title) > 0 for title in distinct])
     agreement = overlaps @ votes + (votes - 1) * nonempty  # each repeat of a title agrees with it fully
-    best = pool[split.index(distinct[int(np.argmax(agreement))])]
-    ordered, seen = [best], {tuple(best.tokens)}
+    # Then the others in pool order, one per distinct wording: titles that differ only by a
+    # quote, a full stop or case are one choice to a reader. Only when the wordings run out do
+    # such variants fill the places asked for (servers answer num_return titles a body).
+    first = int(np.argmax(agreement))
+    ordered = [pool[split.index(distinct[first])]]
+    ordered += [pool[split.index(title)] for index, title in enumerate(distinct) if index != first]
+    seen = {tuple(candidate.tokens) for candidate in ordered}
     for candidate in pool:
+        if len(ordered) >= num_return:
+            break
         if tuple(candidate.tokens) not in seen:
             seen.add(tuple(candidate.tokens))
             ordered.append(candidate)

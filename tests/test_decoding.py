@@ -223,6 +223,20 @@ def test_consensus_compares_the_words_it_is_given() -> None:
     assert consensus(pool, 1, lambda tokens: spelled[tokens[0]])[0].tokens == [2]
 
 
+def test_candidates_differ_by_a_word() -> None:
+    """Titles that differ only by punctuation or case (the same words) are offered once, the
+    first of them in pool order; a distinct wording further down takes the freed place."""
+    spelled = {1: ["crash", "on", "save"], 2: ["crash", "on", "save"], 3: ["crash", "when", "saving"],
+               4: ["crash", "on", "save"], 5: ["save", "fails"]}
+    pool = [candidate(token) for token in (1, 2, 3, 4, 5)]
+    chosen = consensus(pool, 3, lambda tokens: spelled[tokens[0]])
+    assert [c.tokens for c in chosen] == [[1], [3], [5]]
+    assert len({tuple(spelled[c.tokens[0]]) for c in chosen}) == len(chosen)
+    # Asked for more than there are wordings, the variants fill the places in pool order.
+    every = consensus(pool, 5, lambda tokens: spelled[tokens[0]])
+    assert [c.tokens for c in every] == [[1], [3], [5], [2], [4]]
+
+
 def test_titles_are_never_empty_by_default() -> None:
     wants_to_end = probabilities({START: {END: 0.99}})[None]
     assert run_greedy(wants_to_end, DecodeConfig())[0].tokens != []
