@@ -54,7 +54,3 @@ def split_rule(groups: Sequence[str], config: SplitConfig) -> Callable[[str], st
 
     return split
 
-
-def assign_splits(groups: Sequence[str], config: SplitConfig) -> list[str]:
-    """The split of each row, given its group key (`repo:owner/name` or `content:<hash>`)."""
-    return list(map(split_rule(groups, config), groups))

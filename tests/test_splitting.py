@@ -7,9 +7,14 @@ from collections import Counter
 
 import pytest
 
-from summarizer.splitting import SPLITS, SplitConfig, assign_splits
+from summarizer.splitting import SPLITS, SplitConfig, split_rule
 
 CONFIG = SplitConfig()
+
+
+def assign_splits(groups: list[str], config: SplitConfig) -> list[str]:
+    """The split of each row, as prepare assigns it from the rows' group keys."""
+    return list(map(split_rule(groups, config), groups))
 
 
 def small_repos(count: int, rows: int, prefix: str = "repo:acme/lib") -> list[str]:
